@@ -1,0 +1,44 @@
+# The two commands a user needs: `make up` (a local 3-node cluster) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install install-test up test proto proto-check lint bench chaos clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[server]'
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[server,test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+## Start a local 3-node cluster under ./data (Ctrl-C stops every node).
+up: install
+	$(BIN)/cairn cluster up
+
+## Install the test dependencies and run the whole suite.
+test: install-test
+	$(BIN)/python protos/generate.py --check
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+## Regenerate client/cairn/{v1,internal} from protos/.
+proto: install-test
+	$(BIN)/python protos/generate.py
+
+lint: install-test
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/cairn bench
+
+clean:
+	rm -rf $(VENV) data .pytest_cache
