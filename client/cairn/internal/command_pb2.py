@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from cairn.v1 import state_pb2 as cairn_dot_v1_dot_state__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x61irn/internal/command.proto\x12\x0e\x63\x61irn.internal\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14\x63\x61irn/v1/state.proto\"\xb1\x02\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tbody_hash\x18\x02 \x01(\x0c\x12\x0f\n\x07time_ns\x18\x03 \x01(\x03\x12,\n\x07persist\x18\n \x01(\x0b\x32\x19.cairn.internal.PersistOpH\x00\x12*\n\x06\x64\x65lete\x18\x0b \x01(\x0b\x32\x18.cairn.internal.DeleteOpH\x00\x12\x32\n\ncheckpoint\x18\x0c \x01(\x0b\x32\x1c.cairn.internal.CheckpointOpH\x00\x12,\n\x07recover\x18\r \x01(\x0b\x32\x19.cairn.internal.RecoverOpH\x00\x12,\n\x07\x62\x61rrier\x18\x0e \x01(\x0b\x32\x19.cairn.internal.BarrierOpH\x00\x42\x04\n\x02op\"\xfc\x01\n\tPersistOp\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63urrent_step\x18\x02 \x01(\t\x12*\n\tvariables\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x06labels\x18\x04 \x03(\x0b\x32%.cairn.internal.PersistOp.LabelsEntry\x12\x1d\n\x10\x65xpected_version\x18\x05 \x01(\x04H\x00\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x13\n\x11_expected_version\"S\n\x08\x44\x65leteOp\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\":\n\x0c\x43heckpointOp\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\"\x93\x02\n\tRecoverOp\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x14\n\x0c\x63urrent_step\x18\x04 \x01(\t\x12*\n\tvariables\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x06labels\x18\x06 \x03(\x0b\x32%.cairn.internal.RecoverOp.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x13\n\x11_expected_version\"\x0b\n\tBarrierOp\"\xd5\x01\n\x0b\x41pplyResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x17\n\x0f\x63urrent_version\x18\x03 \x01(\x04\x12(\n\x05state\x18\n \x01(\x0b\x32\x17.cairn.v1.WorkflowStateH\x00\x12*\n\ncheckpoint\x18\x0b \x01(\x0b\x32\x14.cairn.v1.CheckpointH\x00\x12/\n\x07\x64\x65leted\x18\x0c \x01(\x0b\x32\x1c.cairn.internal.DeleteResultH\x00\x42\x07\n\x05value\"D\n\x0c\x44\x65leteResult\x12\x17\n\x0f\x64\x65leted_version\x18\x01 \x01(\x04\x12\x1b\n\x13\x64\x65leted_checkpoints\x18\x02 \x01(\r\"a\n\x0b\x44\x65\x64upRecord\x12\x11\n\tbody_hash\x18\x01 \x01(\x0c\x12\x12\n\nexpires_ns\x18\x02 \x01(\x03\x12+\n\x06result\x18\x03 \x01(\x0b\x32\x1b.cairn.internal.ApplyResult\"?\n\x15WorkflowDigestRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x11\n\tmin_index\x18\x02 \x01(\x04\"q\n\x16WorkflowDigestResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rapplied_index\x18\x02 \x01(\x04\x12\x0e\n\x06\x65xists\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t2n\n\x0bNodeService\x12_\n\x0eWorkflowDigest\x12%.cairn.internal.WorkflowDigestRequest\x1a&.cairn.internal.WorkflowDigestResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x61irn/internal/command.proto\x12\x0e\x63\x61irn.internal\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14\x63\x61irn/v1/state.proto\"\xfc\x02\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tbody_hash\x18\x02 \x01(\x0c\x12\x0f\n\x07time_ns\x18\x03 \x01(\x03\x12\x18\n\x10\x64\x65\x64up_expires_ns\x18\x04 \x01(\x03\x12\x15\n\rhistory_limit\x18\x05 \x01(\r\x12\x18\n\x10\x63heckpoint_limit\x18\x06 \x01(\r\x12,\n\x07persist\x18\n \x01(\x0b\x32\x19.cairn.internal.PersistOpH\x00\x12*\n\x06\x64\x65lete\x18\x0b \x01(\x0b\x32\x18.cairn.internal.DeleteOpH\x00\x12\x32\n\ncheckpoint\x18\x0c \x01(\x0b\x32\x1c.cairn.internal.CheckpointOpH\x00\x12,\n\x07recover\x18\r \x01(\x0b\x32\x19.cairn.internal.RecoverOpH\x00\x12,\n\x07\x62\x61rrier\x18\x0e \x01(\x0b\x32\x19.cairn.internal.BarrierOpH\x00\x42\x04\n\x02op\"\xfc\x01\n\tPersistOp\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63urrent_step\x18\x02 \x01(\t\x12*\n\tvariables\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x06labels\x18\x04 \x03(\x0b\x32%.cairn.internal.PersistOp.LabelsEntry\x12\x1d\n\x10\x65xpected_version\x18\x05 \x01(\x04H\x00\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x13\n\x11_expected_version\"S\n\x08\x44\x65leteOp\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"e\n\x0c\x43heckpointOp\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\x12\x10\n\x08\x63ompress\x18\x03 \x01(\x08\x12\x17\n\x0fretain_after_ns\x18\x04 \x01(\x03\"\x93\x02\n\tRecoverOp\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x14\n\x0c\x63urrent_step\x18\x04 \x01(\t\x12*\n\tvariables\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x06labels\x18\x06 \x03(\x0b\x32%.cairn.internal.RecoverOp.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x13\n\x11_expected_version\"\x0b\n\tBarrierOp\"\xd5\x01\n\x0b\x41pplyResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x17\n\x0f\x63urrent_version\x18\x03 \x01(\x04\x12(\n\x05state\x18\n \x01(\x0b\x32\x17.cairn.v1.WorkflowStateH\x00\x12*\n\ncheckpoint\x18\x0b \x01(\x0b\x32\x14.cairn.v1.CheckpointH\x00\x12/\n\x07\x64\x65leted\x18\x0c \x01(\x0b\x32\x1c.cairn.internal.DeleteResultH\x00\x42\x07\n\x05value\"D\n\x0c\x44\x65leteResult\x12\x17\n\x0f\x64\x65leted_version\x18\x01 \x01(\x04\x12\x1b\n\x13\x64\x65leted_checkpoints\x18\x02 \x01(\r\"a\n\x0b\x44\x65\x64upRecord\x12\x11\n\tbody_hash\x18\x01 \x01(\x0c\x12\x12\n\nexpires_ns\x18\x02 \x01(\x03\x12+\n\x06result\x18\x03 \x01(\x0b\x32\x1b.cairn.internal.ApplyResult\"?\n\x15WorkflowDigestRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x11\n\tmin_index\x18\x02 \x01(\x04\"q\n\x16WorkflowDigestResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rapplied_index\x18\x02 \x01(\x04\x12\x0e\n\x06\x65xists\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t2n\n\x0bNodeService\x12_\n\x0eWorkflowDigest\x12%.cairn.internal.WorkflowDigestRequest\x1a&.cairn.internal.WorkflowDigestResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,31 +38,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECOVEROP_LABELSENTRY']._loaded_options = None
   _globals['_RECOVEROP_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_COMMAND']._serialized_start=101
-  _globals['_COMMAND']._serialized_end=406
-  _globals['_PERSISTOP']._serialized_start=409
-  _globals['_PERSISTOP']._serialized_end=661
-  _globals['_PERSISTOP_LABELSENTRY']._serialized_start=595
-  _globals['_PERSISTOP_LABELSENTRY']._serialized_end=640
-  _globals['_DELETEOP']._serialized_start=663
-  _globals['_DELETEOP']._serialized_end=746
-  _globals['_CHECKPOINTOP']._serialized_start=748
-  _globals['_CHECKPOINTOP']._serialized_end=806
-  _globals['_RECOVEROP']._serialized_start=809
-  _globals['_RECOVEROP']._serialized_end=1084
-  _globals['_RECOVEROP_LABELSENTRY']._serialized_start=595
-  _globals['_RECOVEROP_LABELSENTRY']._serialized_end=640
-  _globals['_BARRIEROP']._serialized_start=1086
-  _globals['_BARRIEROP']._serialized_end=1097
-  _globals['_APPLYRESULT']._serialized_start=1100
-  _globals['_APPLYRESULT']._serialized_end=1313
-  _globals['_DELETERESULT']._serialized_start=1315
-  _globals['_DELETERESULT']._serialized_end=1383
-  _globals['_DEDUPRECORD']._serialized_start=1385
-  _globals['_DEDUPRECORD']._serialized_end=1482
-  _globals['_WORKFLOWDIGESTREQUEST']._serialized_start=1484
-  _globals['_WORKFLOWDIGESTREQUEST']._serialized_end=1547
-  _globals['_WORKFLOWDIGESTRESPONSE']._serialized_start=1549
-  _globals['_WORKFLOWDIGESTRESPONSE']._serialized_end=1662
-  _globals['_NODESERVICE']._serialized_start=1664
-  _globals['_NODESERVICE']._serialized_end=1774
+  _globals['_COMMAND']._serialized_end=481
+  _globals['_PERSISTOP']._serialized_start=484
+  _globals['_PERSISTOP']._serialized_end=736
+  _globals['_PERSISTOP_LABELSENTRY']._serialized_start=670
+  _globals['_PERSISTOP_LABELSENTRY']._serialized_end=715
+  _globals['_DELETEOP']._serialized_start=738
+  _globals['_DELETEOP']._serialized_end=821
+  _globals['_CHECKPOINTOP']._serialized_start=823
+  _globals['_CHECKPOINTOP']._serialized_end=924
+  _globals['_RECOVEROP']._serialized_start=927
+  _globals['_RECOVEROP']._serialized_end=1202
+  _globals['_RECOVEROP_LABELSENTRY']._serialized_start=670
+  _globals['_RECOVEROP_LABELSENTRY']._serialized_end=715
+  _globals['_BARRIEROP']._serialized_start=1204
+  _globals['_BARRIEROP']._serialized_end=1215
+  _globals['_APPLYRESULT']._serialized_start=1218
+  _globals['_APPLYRESULT']._serialized_end=1431
+  _globals['_DELETERESULT']._serialized_start=1433
+  _globals['_DELETERESULT']._serialized_end=1501
+  _globals['_DEDUPRECORD']._serialized_start=1503
+  _globals['_DEDUPRECORD']._serialized_end=1600
+  _globals['_WORKFLOWDIGESTREQUEST']._serialized_start=1602
+  _globals['_WORKFLOWDIGESTREQUEST']._serialized_end=1665
+  _globals['_WORKFLOWDIGESTRESPONSE']._serialized_start=1667
+  _globals['_WORKFLOWDIGESTRESPONSE']._serialized_end=1780
+  _globals['_NODESERVICE']._serialized_start=1782
+  _globals['_NODESERVICE']._serialized_end=1892
 # @@protoc_insertion_point(module_scope)

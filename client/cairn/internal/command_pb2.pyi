@@ -9,10 +9,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Command(_message.Message):
-    __slots__ = ("request_id", "body_hash", "time_ns", "persist", "delete", "checkpoint", "recover", "barrier")
+    __slots__ = ("request_id", "body_hash", "time_ns", "dedup_expires_ns", "history_limit", "checkpoint_limit", "persist", "delete", "checkpoint", "recover", "barrier")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     BODY_HASH_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    DEDUP_EXPIRES_NS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_LIMIT_FIELD_NUMBER: _ClassVar[int]
     PERSIST_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -21,12 +24,15 @@ class Command(_message.Message):
     request_id: str
     body_hash: bytes
     time_ns: int
+    dedup_expires_ns: int
+    history_limit: int
+    checkpoint_limit: int
     persist: PersistOp
     delete: DeleteOp
     checkpoint: CheckpointOp
     recover: RecoverOp
     barrier: BarrierOp
-    def __init__(self, request_id: _Optional[str] = ..., body_hash: _Optional[bytes] = ..., time_ns: _Optional[int] = ..., persist: _Optional[_Union[PersistOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointOp, _Mapping]] = ..., recover: _Optional[_Union[RecoverOp, _Mapping]] = ..., barrier: _Optional[_Union[BarrierOp, _Mapping]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., body_hash: _Optional[bytes] = ..., time_ns: _Optional[int] = ..., dedup_expires_ns: _Optional[int] = ..., history_limit: _Optional[int] = ..., checkpoint_limit: _Optional[int] = ..., persist: _Optional[_Union[PersistOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointOp, _Mapping]] = ..., recover: _Optional[_Union[RecoverOp, _Mapping]] = ..., barrier: _Optional[_Union[BarrierOp, _Mapping]] = ...) -> None: ...
 
 class PersistOp(_message.Message):
     __slots__ = ("workflow_id", "current_step", "variables", "labels", "expected_version")
@@ -58,12 +64,16 @@ class DeleteOp(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class CheckpointOp(_message.Message):
-    __slots__ = ("workflow_id", "checkpoint_id")
+    __slots__ = ("workflow_id", "checkpoint_id", "compress", "retain_after_ns")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPRESS_FIELD_NUMBER: _ClassVar[int]
+    RETAIN_AFTER_NS_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     checkpoint_id: str
-    def __init__(self, workflow_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ...) -> None: ...
+    compress: bool
+    retain_after_ns: int
+    def __init__(self, workflow_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., compress: _Optional[bool] = ..., retain_after_ns: _Optional[int] = ...) -> None: ...
 
 class RecoverOp(_message.Message):
     __slots__ = ("workflow_id", "checkpoint_id", "expected_version", "current_step", "variables", "labels")

@@ -1,0 +1,303 @@
+"""The node's YAML configuration: the specification's sections plus `cluster`, `raft` and `limits`.
+
+Every key has a default except the node's identity; unknown keys and bad values stop start-up
+with a message that names the field (for example `checkpointing.interval`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .durations import parse_duration, parse_size
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    node_id: str
+    grpc_address: str
+    raft_address: str
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    node_id: str
+    grpc_address: str
+    raft_address: str
+    advertise_grpc_address: str
+    peers: tuple[Peer, ...] = ()
+    secret: str | None = None
+    insecure: bool = False
+
+    @property
+    def members(self) -> tuple[Peer, ...]:
+        return (Peer(self.node_id, self.advertise_grpc_address, self.raft_address), *self.peers)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    type: str = "rocksdb"
+    connection: str = "./data/node"
+    durability: str = "fsync"
+    encryption: bool = False
+
+
+@dataclass(frozen=True)
+class CheckpointingConfig:
+    enabled: bool = True
+    interval: float = 300.0
+    retention: float = 30 * 86400.0
+    compression: str = "zlib"
+    max_per_workflow: int = 100
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    enabled: bool = True
+    auto_recovery: bool = True
+    max_recovery_time: float = 2.0
+
+
+@dataclass(frozen=True)
+class SynchronizationConfig:
+    enabled: bool = True
+    sync_interval: float = 1.0
+    conflict_resolution: str = "reject"
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    snapshot_entries: int = 5000
+    snapshot_interval: float = 300.0
+    election_timeout: float = 1.0
+    heartbeat_interval: float = 0.1
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_state_bytes: int = 4 * 1024 * 1024
+    history_limit: int = 100
+    dedup_window: float = 6 * 3600.0
+    request_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Config:
+    cluster: ClusterConfig
+    state_storage: StorageConfig = field(default_factory=StorageConfig)
+    checkpointing: CheckpointingConfig = field(default_factory=CheckpointingConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    synchronization: SynchronizationConfig = field(default_factory=SynchronizationConfig)
+    raft: RaftConfig = field(default_factory=RaftConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.state_storage.connection)
+
+
+class _Section:
+    """Reads one mapping, remembering which keys were used so that leftovers are reported."""
+
+    def __init__(self, raw: Any, path: str):
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(raw).__name__}")
+        self.raw, self.path, self.used = raw, path, set()
+
+    def _name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def take(self, key: str, default: Any = None, *, required: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.raw or self.raw[key] is None:
+            if required:
+                raise ConfigError(f"{self._name(key)}: required")
+            return default
+        return self.raw[key]
+
+    def string(self, key: str, default: str | None = None, *, required: bool = False,
+               choices: tuple[str, ...] | None = None) -> Any:
+        value = self.take(key, default, required=required)
+        if value is None:
+            return None
+        if not isinstance(value, str) or (required and not value):
+            raise ConfigError(f"{self._name(key)}: expected a non-empty string, got {value!r}")
+        if choices and value not in choices:
+            raise ConfigError(f"{self._name(key)}: must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.take(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self._name(key)}: expected true or false, got {value!r}")
+        return value
+
+    def integer(self, key: str, default: int, *, minimum: int = 0, maximum: int = 2**31) -> int:
+        value = self.take(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+            raise ConfigError(f"{self._name(key)}: expected a whole number from {minimum} to {maximum}, "
+                              f"got {value!r}")
+        return value
+
+    def duration(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+        try:
+            value = parse_duration(self.take(key, default))
+        except ValueError as exc:
+            raise ConfigError(f"{self._name(key)}: {exc}") from None
+        if value < minimum:
+            raise ConfigError(f"{self._name(key)}: must be at least {minimum}s, got {value}s")
+        return value
+
+    def size(self, key: str, default: int, *, minimum: int = 1) -> int:
+        try:
+            value = parse_size(self.take(key, default))
+        except ValueError as exc:
+            raise ConfigError(f"{self._name(key)}: {exc}") from None
+        if value < minimum:
+            raise ConfigError(f"{self._name(key)}: must be at least {minimum} bytes, got {value}")
+        return value
+
+    def section(self, key: str) -> _Section:
+        return _Section(self.take(key, {}), self._name(key))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.raw) - self.used)
+        if unknown:
+            raise ConfigError(f"{self._name(unknown[0])}: unknown key")
+
+
+def _address(section: _Section, key: str, *, required: bool = True, default: str | None = None) -> Any:
+    value = section.string(key, default, required=required)
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{section._name(key)}: expected host:port, got {value!r}")
+    return value
+
+
+def _cluster(s: _Section) -> ClusterConfig:
+    node_id = s.string("node_id", required=True)
+    grpc_address = _address(s, "grpc_address")
+    raft_address = _address(s, "raft_address")
+    advertise = _address(s, "advertise_grpc_address", required=False) or grpc_address
+    raw_peers = s.take("peers", [])
+    if not isinstance(raw_peers, list):
+        raise ConfigError(f"{s._name('peers')}: expected a list of {{node_id, grpc_address, raft_address}}")
+    peers = []
+    for i, raw in enumerate(raw_peers):
+        p = _Section(raw, f"{s._name('peers')}[{i}]")
+        peers.append(Peer(p.string("node_id", required=True), _address(p, "grpc_address"),
+                          _address(p, "raft_address")))
+        p.done()
+    ids = [node_id, *(p.node_id for p in peers)]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{s._name('peers')}: node ids must be unique, got {ids}")
+    rafts = [raft_address, *(p.raft_address for p in peers)]
+    if len(set(rafts)) != len(rafts):
+        raise ConfigError(f"{s._name('peers')}: raft addresses must be unique, got {rafts}")
+    secret = s.string("secret")
+    secret_file = s.string("secret_file")
+    if secret_file:
+        try:
+            secret = Path(secret_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{s._name('secret_file')}: cannot read {secret_file}: {exc}") from None
+    insecure = s.boolean("insecure", False)
+    if secret is not None and len(secret) < 16:
+        raise ConfigError(f"{s._name('secret')}: must be at least 16 characters")
+    if peers and not secret and not insecure:
+        raise ConfigError(f"{s._name('secret')}: a multi-node cluster needs a cluster secret "
+                          "(or cluster.insecure: true / --insecure, which lets anyone who reaches the Raft "
+                          "port run code on this node)")
+    s.done()
+    return ClusterConfig(node_id, grpc_address, raft_address, advertise, tuple(peers), secret, insecure)
+
+
+def parse_config(raw: Any, *, insecure: bool = False) -> Config:
+    """Validate a parsed YAML document; `insecure` is the command line's --insecure."""
+    top = _Section(raw, "")
+    cluster_section = top.section("cluster")
+    if insecure:
+        cluster_section.raw = {**cluster_section.raw, "insecure": True}
+    cluster = _cluster(cluster_section)
+
+    st = top.section("state_storage")
+    storage_type = st.string("type", "rocksdb", choices=("rocksdb",))
+    connection = st.string("connection", required=True)
+    durability = st.string("durability", "fsync", choices=("fsync", "process"))
+    enc = st.take("encryption", False)
+    encryption = enc.get("enabled", False) if isinstance(enc, dict) else enc
+    if encryption is not False:
+        raise ConfigError("state_storage.encryption: encryption at rest is not available in this release; "
+                          "set it to false (or {enabled: false})")
+    st.done()
+    storage = StorageConfig(storage_type, connection, durability, False)
+
+    cp = top.section("checkpointing")
+    checkpointing = CheckpointingConfig(
+        enabled=cp.boolean("enabled", True),
+        interval=cp.duration("interval", 300.0, minimum=1.0),
+        retention=cp.duration("retention", 30 * 86400.0, minimum=1.0),
+        compression=cp.string("compression", "zlib", choices=("none", "zlib")),
+        max_per_workflow=cp.integer("max_per_workflow", 100, minimum=1, maximum=10_000),
+    )
+    cp.done()
+
+    rc = top.section("recovery")
+    recovery = RecoveryConfig(
+        enabled=rc.boolean("enabled", True),
+        auto_recovery=rc.boolean("auto_recovery", True),
+        max_recovery_time=rc.duration("max_recovery_time", 2.0, minimum=0.1),
+    )
+    rc.done()
+
+    sy = top.section("synchronization")
+    synchronization = SynchronizationConfig(
+        enabled=sy.boolean("enabled", True),
+        sync_interval=sy.duration("sync_interval", 1.0, minimum=0.01),
+        conflict_resolution=sy.string("conflict_resolution", "reject", choices=("reject",)),
+    )
+    sy.done()
+
+    rf = top.section("raft")
+    raft = RaftConfig(
+        snapshot_entries=rf.integer("snapshot_entries", 5000, minimum=10, maximum=10_000_000),
+        snapshot_interval=rf.duration("snapshot_interval", 300.0, minimum=1.0),
+        election_timeout=rf.duration("election_timeout", 1.0, minimum=0.1),
+        heartbeat_interval=rf.duration("heartbeat_interval", 0.1, minimum=0.01),
+    )
+    if raft.heartbeat_interval * 3 > raft.election_timeout:
+        raise ConfigError("raft.heartbeat_interval: must be at most a third of raft.election_timeout "
+                          f"({raft.heartbeat_interval}s vs {raft.election_timeout}s)")
+    rf.done()
+
+    lm = top.section("limits")
+    limits = LimitsConfig(
+        max_state_bytes=lm.size("max_state_bytes", 4 * 1024 * 1024, minimum=1024),
+        history_limit=lm.integer("history_limit", 100, minimum=1, maximum=100_000),
+        dedup_window=lm.duration("dedup_window", 6 * 3600.0, minimum=1.0),
+        request_timeout=lm.duration("request_timeout", 10.0, minimum=0.1),
+    )
+    lm.done()
+    top.done()
+    return Config(cluster, storage, checkpointing, recovery, synchronization, raft, limits)
+
+
+def load_config(path: str | Path, *, insecure: bool = False) -> Config:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(raw, insecure=insecure)

@@ -1,0 +1,65 @@
+"""One error type per failure a caller can act on; rpc/status.py maps each to a gRPC code."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class CairnError(Exception):
+    """Base for every failure the API reports; `code` is the gRPC status it becomes."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, *, current_version: int | None = None, leader: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.current_version = current_version
+        self.leader = leader
+
+
+class InvalidArgument(CairnError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(CairnError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class VersionConflict(CairnError):
+    """expected_version did not match: nothing was written; current_version says what is there."""
+
+    code = grpc.StatusCode.ABORTED
+
+
+class FailedPrecondition(CairnError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(CairnError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DataLoss(CairnError):
+    code = grpc.StatusCode.DATA_LOSS
+
+
+class Unavailable(CairnError):
+    """No leader, lost quorum, or an outcome this node cannot know; retry (same request id)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(CairnError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+_BY_CODE = {cls.code.value[0]: cls for cls in (
+    InvalidArgument, NotFound, VersionConflict, FailedPrecondition, ResourceExhausted, DataLoss,
+    Unavailable, DeadlineExceeded,
+)}
+
+
+def error_for_code(code: int, message: str, *, current_version: int | None = None) -> CairnError:
+    """Rebuild the error a recorded apply result stands for (google.rpc.Code numbering)."""
+    cls = _BY_CODE.get(code, CairnError)
+    return cls(message, current_version=current_version)

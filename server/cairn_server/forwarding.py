@@ -1,0 +1,64 @@
+"""Follower to leader: a write received by a follower is sent on to the leader over gRPC.
+
+The caller's deadline travels with it, the request (and its request_id) is unchanged, and the
+leader's answer or error is relayed as is, with the leader's address for the SDK to use next time.
+A forwarded request that reaches a node that is no longer leader is answered UNAVAILABLE with a
+hint instead of hopping again.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+
+from cairn.v1 import state_pb2_grpc
+
+from .errors import Unavailable
+from .rpc.status import FORWARDED_KEY, PassThrough
+
+_MARGIN = 0.05
+
+
+class Forwarder:
+    def __init__(self, default_timeout: float, credentials: grpc.ChannelCredentials | None = None):
+        self._default_timeout = default_timeout
+        self._credentials = credentials
+        self._stubs: dict[str, state_pb2_grpc.StateServiceStub] = {}
+        self._channels: list[grpc.Channel] = []
+        self._lock = threading.Lock()
+
+    def _stub(self, address: str) -> state_pb2_grpc.StateServiceStub:
+        with self._lock:
+            stub = self._stubs.get(address)
+            if stub is None:
+                channel = (grpc.secure_channel(address, self._credentials) if self._credentials
+                           else grpc.insecure_channel(address))
+                self._channels.append(channel)
+                stub = self._stubs[address] = state_pb2_grpc.StateServiceStub(channel)
+            return stub
+
+    @staticmethod
+    def was_forwarded(context: grpc.ServicerContext) -> bool:
+        return any(k == FORWARDED_KEY for k, _ in context.invocation_metadata())
+
+    def forward(self, method: str, request, context: grpc.ServicerContext, leader_grpc: str | None):  # noqa: ANN001, ANN201
+        if leader_grpc is None:
+            raise Unavailable("this node is not the leader and no leader is known (election in progress?)")
+        if self.was_forwarded(context):
+            raise Unavailable("this node is no longer the leader", leader=None)
+        remaining = context.time_remaining()
+        timeout = self._default_timeout if remaining is None else max(0.001, remaining - _MARGIN)
+        try:
+            return getattr(self._stub(leader_grpc), method)(request, timeout=timeout,
+                                                             metadata=((FORWARDED_KEY, "1"),))
+        except grpc.RpcError as err:
+            if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
+                    and not err.trailing_metadata():
+                raise Unavailable(f"could not reach the leader at {leader_grpc}: {err.details()}; "
+                                  "the outcome is unknown (retry with the same request_id)") from None
+            raise PassThrough(err) from None
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()

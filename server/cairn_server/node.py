@@ -1,0 +1,173 @@
+"""A Cairn node: storage, state machine, Raft replica, read barrier, forwarding and the gRPC server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from concurrent import futures
+from importlib import metadata
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cairn.internal import command_pb2, command_pb2_grpc
+from cairn.v1 import cluster_pb2, cluster_pb2_grpc, state_pb2, state_pb2_grpc
+
+from .config import Config
+from .forwarding import Forwarder
+from .raft.barrier import ReadBarrier
+from .raft.journal import RocksJournal
+from .raft.replica import RaftTuning, Replica
+from .raft.snapshot import Snapshots
+from .rpc.cluster_service import ClusterService
+from .rpc.state_service import NodeService, StateService
+from .statemachine import StateMachine
+from .storage import RocksStore
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    state_pb2.DESCRIPTOR.services_by_name["StateService"].full_name,
+    cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+)
+UNSAFE_LOCAL_READS_ENV = "CAIRN_TEST_ONLY_UNSAFE_LOCAL_READS"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("cairn")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class Node:
+    def __init__(self, config: Config):
+        self.config = config
+        self.version = _version()
+        self.started_at = time.monotonic()
+        cluster = config.cluster
+        self._by_raft = {m.raft_address: m for m in cluster.members}
+        # Test-only: serve linearizable reads from the local replica without a barrier, so that the
+        # chaos suite can prove its checker catches stale reads. Never set by any config key.
+        self.unsafe_local_reads = os.environ.get(UNSAFE_LOCAL_READS_ENV) == "1"
+        if self.unsafe_local_reads:
+            log.warning("UNSAFE: %s=1 — linearizable reads skip the read barrier", UNSAFE_LOCAL_READS_ENV)
+
+        data_dir = config.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = RocksStore(data_dir / "db")
+        self.machine = StateMachine(self.store)
+        self.journal = RocksJournal(self.store, sync=config.state_storage.durability == "fsync")
+        self.snapshots = Snapshots(self.store, self.machine, self.journal, data_dir, on_fatal=self._fatal)
+        self.replica = Replica(
+            self_address=cluster.raft_address,
+            peer_addresses=[p.raft_address for p in cluster.peers],
+            secret=cluster.secret,
+            journal=self.journal, machine=self.machine, snapshots=self.snapshots,
+            tuning=RaftTuning(config.raft.heartbeat_interval, config.raft.election_timeout,
+                              config.raft.snapshot_entries, config.raft.snapshot_interval),
+        )
+        self.barrier = ReadBarrier(self.replica, stall_after=max(2.0, config.raft.election_timeout * 3))
+        self.forwarder = Forwarder(config.limits.request_timeout)
+        self._node_stubs: dict[str, command_pb2_grpc.NodeServiceStub] = {}
+        self._channels: list[grpc.Channel] = []
+        self._stubs_lock = threading.Lock()
+
+        self.health = health.HealthServicer()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
+                                  options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                                           ("grpc.max_send_message_length", 64 * 1024 * 1024)])
+        state_pb2_grpc.add_StateServiceServicer_to_server(StateService(self), self.server)
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterService(self), self.server)
+        command_pb2_grpc.add_NodeServiceServicer_to_server(NodeService(self), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), self.server)
+        self.port = self.server.add_insecure_port(cluster.grpc_address)
+        if self.port == 0:
+            raise OSError(f"cannot bind gRPC to {cluster.grpc_address}")
+        self._stopped = threading.Event()
+
+    # ---- addressing ----------------------------------------------------------------------------
+
+    def leader_grpc(self, raft_address: str | None) -> str | None:
+        """gRPC address of the given Raft member, or of the current leader when None."""
+        address = raft_address or self.replica.leader_address()
+        member = self._by_raft.get(address) if address else None
+        return member.grpc_address if member else None
+
+    def leader_id(self) -> str | None:
+        address = self.replica.leader_address()
+        member = self._by_raft.get(address) if address else None
+        return member.node_id if member else None
+
+    def response_header(self) -> state_pb2.ResponseHeader:
+        return state_pb2.ResponseHeader(node_id=self.config.cluster.node_id, leader_id=self.leader_id() or "",
+                                        applied_index=self.machine.applied_index,
+                                        term=self.replica.raftCurrentTerm)
+
+    def node_stub(self, address: str) -> command_pb2_grpc.NodeServiceStub:
+        with self._stubs_lock:
+            stub = self._node_stubs.get(address)
+            if stub is None:
+                channel = grpc.insecure_channel(address)
+                self._channels.append(channel)
+                stub = self._node_stubs[address] = command_pb2_grpc.NodeServiceStub(channel)
+            return stub
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.server.start()
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("node %s serving gRPC on %s, Raft on %s (%d peers)", self.config.cluster.node_id,
+                 self.config.cluster.grpc_address, self.config.cluster.raft_address, len(self.config.cluster.peers))
+
+    def stop(self, grace: float = 2.0) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait(grace + 1)
+        self.replica.destroy_synchronous()
+        self.journal.flush()
+        self.forwarder.close()
+        for channel in self._channels:
+            channel.close()
+        self.store.close()
+        log.info("node %s stopped", self.config.cluster.node_id)
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+    def _fatal(self, reason: str) -> None:
+        log.critical("%s; stopping node %s", reason, self.config.cluster.node_id)
+        logging.shutdown()
+        os._exit(70)
+
+
+def run_node(config: Config) -> int:
+    """Run one node in the foreground until SIGINT/SIGTERM."""
+    node = Node(config)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    node.start()
+    while not stop.wait(0.5):
+        pass
+    node.stop()
+    return 0
+
+
+__all__ = ["Node", "run_node", "command_pb2"]

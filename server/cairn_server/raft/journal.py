@@ -1,0 +1,152 @@
+"""pysyncobj's Raft journal, kept in the node's RocksDB (column families raftlog and raftmeta).
+
+Why not pysyncobj's FileJournal (RAFT-NOTES): it never msyncs before acknowledging, has no record
+checksums, rewrites the file in place on compaction (a crash there loses the end of the log) and
+caps the file at 4 GiB. Here:
+- entries are written in WriteBatches; with durability "fsync" a batch is synced to disk before
+  this node acknowledges it (followers) or counts itself towards a commit (leader);
+- compaction and truncation are single range deletes, atomic across a crash;
+- term and vote are synced immediately, before any vote or heartbeat that reflects them is sent.
+
+Entries between compactions are also held in memory (pysyncobj indexes the journal by position),
+which the snapshot threshold bounds.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from pysyncobj.journal import Journal
+
+from ..storage import Batch, RocksStore
+from ..storage.keys import read_u64, u64
+
+_TERM, _VOTE, _COMMIT = b"term", b"voted_for", b"commit_index"
+
+Entry = tuple[bytes, int, int]  # (command, raft index, term), as pysyncobj expects
+
+
+class RocksJournal(Journal):
+    def __init__(self, store: RocksStore, *, sync: bool):
+        self._store = store
+        self._sync = sync
+        self._pending: Batch | None = None
+        self._lock = threading.RLock()
+        self._entries: list[Entry] = []
+        for key, value in store.scan("raftlog"):
+            self._entries.append((value[8:], read_u64(key), read_u64(value[:8])))
+        raw_term = store.get("raftmeta", _TERM)
+        self._term = read_u64(raw_term) if raw_term else 0
+        raw_vote = store.get("raftmeta", _VOTE)
+        self._voted_for = raw_vote.decode() if raw_vote else None
+        raw_commit = store.get("raftmeta", _COMMIT)
+        self._commit = read_u64(raw_commit) if raw_commit else 0
+        self.flushes = 0
+
+    # ---- batching: one fsync for everything a tick or a message added ------------------------
+
+    def begin(self) -> None:
+        with self._lock:
+            if self._pending is None:
+                self._pending = self._store.batch()
+
+    def flush(self) -> None:
+        """Make everything added so far durable; called before any acknowledgement is sent."""
+        with self._lock:
+            batch, self._pending = self._pending, None
+            if batch is not None and len(batch):
+                self._store.write(batch, sync=self._sync)
+                self.flushes += 1
+
+    def _write(self, fill, *, force_sync: bool = False) -> None:  # noqa: ANN001
+        with self._lock:
+            if self._pending is not None and not force_sync:
+                fill(self._pending)
+                return
+            if self._pending is not None:
+                self.flush()
+            batch = self._store.batch()
+            fill(batch)
+            self._store.write(batch, sync=self._sync)
+
+    # ---- pysyncobj's Journal interface ----------------------------------------------------------
+
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        command = bytes(command)
+        self._write(lambda b: b.put("raftlog", u64(idx), u64(term) + command))
+        self._entries.append((command, idx, term))
+
+    def clear(self) -> None:
+        self._write(lambda b: b.delete_range("raftlog", u64(0), u64(2**64 - 1)))
+        self._entries = []
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802 - pysyncobj's name
+        """Drop entries at positions >= entryFrom (a conflicting suffix)."""
+        if entryFrom >= len(self._entries):
+            return
+        first = self._entries[entryFrom][1]
+        self._write(lambda b: b.delete_range("raftlog", u64(first), u64(2**64 - 1)))
+        del self._entries[entryFrom:]
+
+    def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802
+        """Drop entries at positions < entryTo (compaction after a snapshot)."""
+        if entryTo <= 0 or not self._entries:
+            return
+        end = self._entries[entryTo][1] if entryTo < len(self._entries) else self._entries[-1][1] + 1
+        self._write(lambda b: b.delete_range("raftlog", u64(0), u64(end)))
+        self._entries = self._entries[entryTo:]
+
+    def __getitem__(self, item):  # noqa: ANN001, ANN204 - int or slice, as pysyncobj uses it
+        return self._entries[item]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _destroy(self) -> None:
+        self.flush()
+
+    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:  # noqa: N802, N803
+        # Not synced on its own: a lower commit index after a crash only means more is replayed
+        # from the journal, which apply skips by the stored applied index.
+        if raftCommitIndex != self._commit:
+            self._commit = raftCommitIndex
+            with self._lock:
+                if self._pending is not None:
+                    self._pending.put("raftmeta", _COMMIT, u64(raftCommitIndex))
+
+    def getRaftCommitIndex(self) -> int:  # noqa: N802
+        return self._commit
+
+    def setCurrentTerm(self, term: int, votedForNodeId) -> None:  # noqa: ANN001, N802, N803
+        def fill(b: Batch) -> None:
+            b.put("raftmeta", _TERM, u64(term))
+            if votedForNodeId is None:
+                b.delete("raftmeta", _VOTE)
+            else:
+                b.put("raftmeta", _VOTE, str(votedForNodeId).encode())
+        self._write(fill, force_sync=True)
+        self._term, self._voted_for = term, votedForNodeId
+
+    def getCurrentTerm(self) -> int:  # noqa: N802
+        return self._term
+
+    def getVotedForNodeId(self):  # noqa: ANN201, N802
+        return self._voted_for
+
+    def onOneSecondTimer(self) -> None:  # noqa: N802
+        self._write(lambda b: b.put("raftmeta", _COMMIT, u64(self._commit)))
+
+    # ---- for snapshots and tests -----------------------------------------------------------------
+
+    def trim_to(self, index: int) -> None:
+        """Drop every entry below raft index `index` (keeps it and what follows)."""
+        for pos, entry in enumerate(self._entries):
+            if entry[1] == index:
+                self.deleteEntriesTo(pos)
+                return
+
+    def entry_at(self, index: int) -> Entry | None:
+        if not self._entries:
+            return None
+        pos = index - self._entries[0][1]
+        return self._entries[pos] if 0 <= pos < len(self._entries) else None

@@ -1,0 +1,145 @@
+"""The pysyncobj node: our journal, our snapshots, and the overrides that keep our promises.
+
+Overrides of pysyncobj 0.3.17 internals (name-mangled; the version is pinned and tests cover each):
+- Trap 1: a snapshot-transfer message never advances the commit index, so a rejoining old
+  leader cannot "commit" (and acknowledge) its own never-replicated entries.
+- Durability: journal writes made while handling a message or proposing are batched and synced
+  before this node acknowledges (`__sendNextNodeIdx`) or counts itself towards a commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pysyncobj.syncobj as pso
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+
+from cairn.internal import command_pb2
+
+from ..errors import DeadlineExceeded, Unavailable
+from ..statemachine import StateMachine
+from .journal import RocksJournal
+from .snapshot import Snapshots
+
+log = logging.getLogger(__name__)
+
+_JOURNAL_SENTINEL = "cairn-rocksdb-journal"
+_journal_patch_lock = threading.Lock()
+_FAIL_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if not k.startswith("_")}
+
+
+@dataclass(frozen=True)
+class RaftTuning:
+    heartbeat_interval: float = 0.1
+    election_timeout: float = 1.0
+    snapshot_entries: int = 5000
+    snapshot_interval: float = 300.0
+
+
+class Replica(SyncObj):
+    """One Raft member whose replicated state is the Cairn StateMachine."""
+
+    def __init__(self, *, self_address: str, peer_addresses: list[str], secret: str | None,
+                 journal: RocksJournal, machine: StateMachine, snapshots: Snapshots, tuning: RaftTuning,
+                 on_state_changed: Callable[[int, int], None] | None = None):
+        self._machine = machine
+        self._journal = journal
+        self._snapshots = snapshots
+        conf = SyncObjConf(
+            password=secret,
+            bindAddress=self_address,
+            journalFile=_JOURNAL_SENTINEL,
+            fullDumpFile=str(snapshots.dump_file),
+            serializer=snapshots.serialize,
+            deserializer=snapshots.deserialize,
+            serializeChecker=snapshots.check,
+            useFork=False,
+            logCompactionSplit=False,  # forced compaction must not wait for a time slot
+            logCompactionMinEntries=tuning.snapshot_entries,
+            logCompactionMinTime=tuning.snapshot_interval,
+            commandsWaitLeader=False,
+            appendEntriesUseBatch=False,
+            appendEntriesPeriod=tuning.heartbeat_interval,
+            autoTickPeriod=min(0.05, tuning.heartbeat_interval / 2),
+            raftMinTimeout=tuning.election_timeout,
+            raftMaxTimeout=tuning.election_timeout * 2,
+            leaderFallbackTimeout=tuning.election_timeout * 2,
+            connectionRetryTime=min(1.0, tuning.election_timeout / 2),
+            connectionTimeout=max(1.0, tuning.election_timeout * 2),
+            dynamicMembershipChange=False,
+            onStateChanged=on_state_changed,
+        )
+        with _journal_patch_lock:
+            original = pso.createJournal
+            pso.createJournal = lambda name: journal if name == _JOURNAL_SENTINEL else original(name)
+            try:
+                super().__init__(self_address, peer_addresses, conf)
+            finally:
+                pso.createJournal = original
+
+    # ---- the one replicated method ------------------------------------------------------------
+
+    @replicated
+    def _cairn_apply(self, payload: bytes) -> command_pb2.ApplyResult:
+        # Inside apply, raftLastApplied + 1 is the index of the entry being applied.
+        return self._machine.apply(payload, self.raftLastApplied + 1)
+
+    def propose(self, payload: bytes, timeout: float) -> command_pb2.ApplyResult:
+        """Replicate and apply one command; returns once this node has applied it."""
+        done = threading.Event()
+        box: dict[str, object] = {}
+
+        def callback(result: object, error: int) -> None:
+            box["result"], box["error"] = result, error
+            done.set()
+
+        self._cairn_apply(payload, callback=callback)
+        if not done.wait(timeout):
+            raise DeadlineExceeded("the write was not committed in time; its outcome is unknown "
+                                   "(retry with the same request_id)", leader=self.leader_address())
+        if box["error"] != FAIL_REASON.SUCCESS:
+            name = _FAIL_NAMES.get(box["error"], str(box["error"]))
+            raise Unavailable(f"replication failed ({name}); the outcome is unknown "
+                              "(retry with the same request_id)", leader=self.leader_address())
+        return box["result"]  # type: ignore[return-value]
+
+    def propose_async(self, payload: bytes, callback: Callable[[object, int], None]) -> None:
+        self._cairn_apply(payload, callback=callback)
+
+    # ---- views -------------------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        return self._isLeader()
+
+    def leader_address(self) -> str | None:
+        leader = self._getLeader()
+        return leader.address if leader is not None else None
+
+    # ---- overrides of pysyncobj internals ------------------------------------------------------
+
+    def _SyncObj__onMessageReceived(self, node, message):  # noqa: ANN001, ANN202, N802
+        if message.get("type") == "append_entries" and "prevLogIdx" not in message:
+            # Trap 1: a snapshot transfer carries the leader's commit index, and pysyncobj would set
+            # ours to min(that, our last index) -- "committing" stale entries we never replicated.
+            message = dict(message)
+            message["commit_index"] = min(message.get("commit_index", 0), self.raftCommitIndex)
+        self._journal.begin()
+        try:
+            SyncObj._SyncObj__onMessageReceived(self, node, message)
+        finally:
+            self._journal.flush()
+
+    def _SyncObj__sendNextNodeIdx(self, node, reset=False, nextNodeIdx=None, success=False):  # noqa: ANN001, ANN202, N802
+        self._journal.flush()  # never acknowledge entries that are not yet durable
+        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)
+
+    def _checkCommandsToApply(self):  # noqa: ANN202, N802
+        self._journal.begin()
+        try:
+            SyncObj._checkCommandsToApply(self)
+        finally:
+            # Before the next tick counts this leader towards a commit of what it just appended.
+            self._journal.flush()

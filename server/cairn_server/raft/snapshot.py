@@ -1,0 +1,247 @@
+"""Raft snapshots: one checksummed file holding every state record at exactly one applied index.
+
+pysyncobj calls `serialize` on its tick thread when the state machine is exactly at the entry it
+passes in. We take a RocksDB checkpoint there (hard links, a few ms, consistent across column
+families), and write the file from it in a background thread; `check` tells pysyncobj when the
+file is durable, and only then does it compact the journal.
+
+File layout: MAGIC | u32 header length | SnapshotHeader | records | SHA-256 of all before it.
+A record is: u8 column family | u32 key length | key | u32 value length | value.
+
+`deserialize` runs at start-up (our own file) and when a leader sent us its file. A file that
+fails its checksum is never half-used: the node stops loudly (pysyncobj would log and wedge).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import struct
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pysyncobj.config import SERIALIZER_STATE
+
+from cairn.internal import snapshot_pb2
+
+from ..statemachine import APPLIED_KEY, StateMachine
+from ..storage import STATE_CFS, RocksStore
+from ..storage.keys import u64
+from .journal import RocksJournal
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"CAIRNSN1"
+FORMAT = 1
+_RESTORING_KEY = b"restore_in_progress"
+_U32 = struct.Struct(">I")
+_CF_IDS = {name: i for i, name in enumerate(STATE_CFS)}
+_END_OF_KEYS = b"\xff" * 16  # every state key sorts below this (ids are printable)
+_BATCH_RECORDS = 2000
+
+
+class SnapshotError(Exception):
+    """A snapshot file is unreadable or fails its checksum."""
+
+
+def _entry_ref(entry) -> snapshot_pb2.LogEntryRef:  # noqa: ANN001 - pysyncobj's (command, idx, term)
+    return snapshot_pb2.LogEntryRef(command=bytes(entry[0]), index=entry[1], term=entry[2])
+
+
+def _entry(ref: snapshot_pb2.LogEntryRef) -> tuple[bytes, int, int]:
+    return (ref.command, ref.index, ref.term)
+
+
+def write_snapshot_file(source: RocksStore, header: snapshot_pb2.SnapshotHeader, target: Path) -> int:
+    """Stream every state record of `source` into `target` (fsynced, renamed into place)."""
+    tmp = target.with_name(target.name + ".writing")
+    digest = hashlib.sha256()
+    count = 0
+    with open(tmp, "wb") as out:
+        def emit(data: bytes) -> None:
+            digest.update(data)
+            out.write(data)
+        body = header.SerializeToString()
+        emit(MAGIC + _U32.pack(len(body)) + body)
+        for cf in STATE_CFS:
+            if cf == "meta":
+                continue  # the applied index is the header's; written on restore
+            for key, value in source.scan(cf):
+                emit(bytes([_CF_IDS[cf]]) + _U32.pack(len(key)) + key + _U32.pack(len(value)) + value)
+                count += 1
+        out.write(digest.digest())
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, target)
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return count
+
+
+def read_snapshot_file(path: Path) -> tuple[snapshot_pb2.SnapshotHeader, bytes]:
+    """The verified header and the record section; raises SnapshotError if anything is off."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot {path}: {exc}") from None
+    if len(data) < len(MAGIC) + 4 + 32 or not data.startswith(MAGIC):
+        raise SnapshotError(f"{path} is not a Cairn snapshot")
+    body, trailer = data[:-32], data[-32:]
+    if hashlib.sha256(body).digest() != trailer:
+        raise SnapshotError(f"{path} fails its SHA-256 checksum")
+    (hlen,) = _U32.unpack_from(body, len(MAGIC))
+    start = len(MAGIC) + 4
+    header = snapshot_pb2.SnapshotHeader.FromString(body[start:start + hlen])
+    if header.format != FORMAT:
+        raise SnapshotError(f"{path} has snapshot format {header.format}; this node reads {FORMAT}")
+    return header, body[start + hlen:]
+
+
+def iter_records(section: bytes):  # noqa: ANN201
+    pos = 0
+    names = {i: name for name, i in _CF_IDS.items()}
+    while pos < len(section):
+        cf = names[section[pos]]
+        (klen,) = _U32.unpack_from(section, pos + 1)
+        key = section[pos + 5:pos + 5 + klen]
+        pos += 5 + klen
+        (vlen,) = _U32.unpack_from(section, pos)
+        value = section[pos + 4:pos + 4 + vlen]
+        pos += 4 + vlen
+        yield cf, key, value
+
+
+class Snapshots:
+    """The serializer, checker and deserializer handed to pysyncobj, and their bookkeeping."""
+
+    def __init__(self, store: RocksStore, machine: StateMachine, journal: RocksJournal, data_dir: Path,
+                 on_fatal: Callable[[str], None]):
+        self.store, self.machine, self.journal = store, machine, journal
+        self.dump_file = data_dir / "raft.snapshot"
+        self._staging = data_dir / "snapshot-staging"
+        self._on_fatal = on_fatal
+        self._state = SERIALIZER_STATE.NOT_SERIALIZING
+        self._lock = threading.Condition()
+        self.completed = 0
+        self.last_index = 0
+        self.last_size = 0
+        self.last_duration_ms = 0.0
+        if self.dump_file.exists():
+            try:
+                header, _ = read_snapshot_file(self.dump_file)
+                self.last_index = header.last.index
+                self.last_size = self.dump_file.stat().st_size
+            except SnapshotError:
+                pass  # reported loudly when pysyncobj loads it
+
+    # ---- serializer (tick thread) ---------------------------------------------------------------
+
+    def serialize(self, _tmp_file: str, data) -> None:  # noqa: ANN001 - pysyncobj's (last, prev, cluster)
+        last, previous, cluster = data
+        started = time.monotonic()
+        self.store.create_checkpoint(self._staging)
+        header = snapshot_pb2.SnapshotHeader(format=FORMAT, last=_entry_ref(last), previous=_entry_ref(previous),
+                                             cluster=sorted(str(getattr(n, "address", n)) for n in cluster),
+                                             created_ns=time.time_ns())
+        with self._lock:
+            self._state = SERIALIZER_STATE.SERIALIZING
+        threading.Thread(target=self._write, args=(header, started), name="cairn-snapshot", daemon=True).start()
+
+    def _write(self, header: snapshot_pb2.SnapshotHeader, started: float) -> None:
+        try:
+            source = RocksStore(self._staging, read_only=True)
+            try:
+                header.records = sum(1 for cf in STATE_CFS if cf != "meta" for _ in source.scan(cf))
+                write_snapshot_file(source, header, self.dump_file)
+            finally:
+                source.close()
+            shutil.rmtree(self._staging, ignore_errors=True)
+            with self._lock:
+                self.last_index = header.last.index
+                self.last_size = self.dump_file.stat().st_size
+                self.last_duration_ms = (time.monotonic() - started) * 1000
+                self.completed += 1
+                self._state = SERIALIZER_STATE.SUCCESS
+                self._lock.notify_all()
+            log.info("snapshot at index %d written (%d records, %d bytes, %.1f ms)", header.last.index,
+                     header.records, self.last_size, self.last_duration_ms)
+        except Exception:  # noqa: BLE001 - reported to pysyncobj as a failed dump, journal kept
+            log.exception("writing the snapshot failed; the journal is kept")
+            with self._lock:
+                self._state = SERIALIZER_STATE.FAILED
+                self._lock.notify_all()
+
+    def check(self) -> int:
+        with self._lock:
+            state = self._state
+            if state in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
+                self._state = SERIALIZER_STATE.NOT_SERIALIZING
+            return state
+
+    def wait_completed(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self.completed < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(left)
+        return True
+
+    # ---- deserializer (start-up, or a snapshot received from the leader) --------------------------
+
+    def deserialize(self, file_name: str):  # noqa: ANN201
+        try:
+            header, section = read_snapshot_file(Path(file_name))
+        except SnapshotError as exc:
+            self._on_fatal(f"refusing to continue with a bad snapshot: {exc}")
+            raise
+        last, previous = _entry(header.last), _entry(header.previous)
+        restoring = self.store.get("meta", _RESTORING_KEY) is not None
+        if restoring or header.last.index > self.machine.applied_index:
+            self._restore(header, section)
+        else:
+            # Our state already contains everything the file does: both are prefixes of the same
+            # committed log, and ours is longer.
+            log.info("snapshot at %d is behind the local state at %d; keeping the local state",
+                     header.last.index, self.machine.applied_index)
+        # If a crash fell between writing the file and compacting the journal, compact now, so that
+        # pysyncobj sees the journal starting at the snapshot and keeps the entries after it
+        # (otherwise it would clear the whole journal).
+        here = self.journal.entry_at(previous[1])
+        if here is not None and here[2] == previous[2] and self.journal[0][1] != previous[1]:
+            self.journal.trim_to(previous[1])
+        with self._lock:
+            self.last_index = max(self.last_index, header.last.index)
+        return last, previous, set(header.cluster)
+
+    def _restore(self, header: snapshot_pb2.SnapshotHeader, section: bytes) -> None:
+        started = time.monotonic()
+        mark = self.store.batch()
+        mark.put("meta", _RESTORING_KEY, u64(header.last.index))
+        self.store.write(mark, sync=True)
+        wipe = self.store.batch()
+        for cf in STATE_CFS:
+            wipe.delete_range(cf, b"", _END_OF_KEYS)
+        wipe.put("meta", _RESTORING_KEY, u64(header.last.index))
+        self.store.write(wipe, sync=True)
+        batch, n = self.store.batch(), 0
+        for cf, key, value in iter_records(section):
+            batch.put(cf, key, value)
+            n += 1
+            if n % _BATCH_RECORDS == 0:
+                self.store.write(batch)
+                batch = self.store.batch()
+        batch.put("meta", APPLIED_KEY, u64(header.last.index))
+        batch.delete("meta", _RESTORING_KEY)
+        self.store.write(batch, sync=True)
+        self.machine.reset_applied(header.last.index)
+        log.info("installed snapshot at index %d (%d records, %.1f ms)", header.last.index, n,
+                 (time.monotonic() - started) * 1000)

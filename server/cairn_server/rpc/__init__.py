@@ -1,0 +1,1 @@
+"""gRPC servicers and the single table from Cairn errors to gRPC status."""

@@ -1,0 +1,61 @@
+"""The one place where a CairnError becomes a gRPC status (code, message, trailing metadata)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from ..errors import CairnError
+
+log = logging.getLogger(__name__)
+
+LEADER_KEY = "x-cairn-leader"
+CURRENT_VERSION_KEY = "x-cairn-current-version"
+FORWARDED_KEY = "x-cairn-forwarded"
+
+
+class PassThrough(Exception):
+    """An error the leader already turned into a status; relay it unchanged."""
+
+    def __init__(self, error: grpc.RpcError):
+        super().__init__(error.details())
+        self.error = error
+
+
+def abort_with(context: grpc.ServicerContext, exc: Exception, leader_grpc: Callable[[str | None], str | None]) -> None:
+    if isinstance(exc, PassThrough):
+        err = exc.error
+        context.set_trailing_metadata(tuple(err.trailing_metadata() or ()))
+        context.abort(err.code(), err.details() or "")
+    assert isinstance(exc, CairnError)
+    metadata = []
+    if exc.current_version is not None:
+        metadata.append((CURRENT_VERSION_KEY, str(exc.current_version)))
+    hint = leader_grpc(exc.leader)
+    if hint:
+        metadata.append((LEADER_KEY, hint))
+    if metadata:
+        context.set_trailing_metadata(tuple(metadata))
+    context.abort(exc.code, exc.message)
+
+
+def handles_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Servicer method decorator: Cairn errors become precise statuses, anything else INTERNAL."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, context):  # noqa: ANN001, ANN202
+        try:
+            return method(self, request, context)
+        except (CairnError, PassThrough) as exc:
+            abort_with(context, exc, self.leader_grpc)
+        except Exception:
+            if context.code() is not None:  # already aborted
+                raise
+            log.exception("%s failed", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed on this node; see its log")
+
+    return wrapper

@@ -1,0 +1,335 @@
+"""The replicated state machine: a deterministic, idempotent `apply(payload, index)` over RocksDB.
+
+- Deterministic: every input (times, ids, limits) comes from the command, stamped by the leader.
+- Idempotent: the applied index is written in the same WriteBatch as the effects and the dedup
+  record; an entry at or below it is skipped (replay after restart or snapshot install).
+- Never raises: an undecodable or failing command becomes a recorded rejection, because an
+  exception here would wedge every replica on the same entry (RAFT-NOTES trap 4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+
+from google.protobuf import timestamp_pb2
+
+from cairn.internal import command_pb2
+from cairn.v1 import state_pb2
+
+from . import workflow
+from .storage import Batch, RocksStore
+from .storage.keys import checkpoint_key, history_key, read_u64, u64, workflow_prefix
+
+log = logging.getLogger(__name__)
+
+OK, INVALID_ARGUMENT, NOT_FOUND, ABORTED, FAILED_PRECONDITION, INTERNAL = 0, 3, 5, 10, 9, 13
+APPLIED_KEY = b"applied_index"
+DEFAULT_HISTORY_LIMIT = 100
+DEFAULT_CHECKPOINT_LIMIT = 100
+_DEDUP_PURGE_PER_APPLY = 64
+_PLAIN, _ZLIB = b"\x00", b"\x01"
+
+
+def _ts(ns: int) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(ns)
+    return ts
+
+
+def _reject(code: int, message: str, current_version: int = 0) -> command_pb2.ApplyResult:
+    return command_pb2.ApplyResult(code=code, message=message, current_version=current_version)
+
+
+def encode_checkpoint(cp: state_pb2.Checkpoint, compress: bool) -> bytes:
+    raw = cp.SerializeToString(deterministic=True)
+    return _ZLIB + zlib.compress(raw, 6) if compress else _PLAIN + raw
+
+
+def decode_checkpoint(data: bytes) -> state_pb2.Checkpoint:
+    body = zlib.decompress(data[1:]) if data[:1] == _ZLIB else data[1:]
+    return state_pb2.Checkpoint.FromString(body)
+
+
+class StateMachine:
+    """Owns the state column families of a RocksStore; apply runs on the Raft thread only."""
+
+    def __init__(self, store: RocksStore):
+        self.store = store
+        raw = store.get("meta", APPLIED_KEY)
+        self._applied = read_u64(raw) if raw else 0
+        self._applied_cond = threading.Condition()
+        self.apply_count = 0
+
+    # ---- applied index -------------------------------------------------------------------------
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied
+
+    def _advance(self, index: int) -> None:
+        with self._applied_cond:
+            self._applied = index
+            self._applied_cond.notify_all()
+
+    def reset_applied(self, index: int) -> None:
+        """After a snapshot install replaced the state wholesale."""
+        self._advance(index)
+
+    def wait_applied(self, index: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._applied_cond:
+            while self._applied < index:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._applied_cond.wait(left)
+        return True
+
+    # ---- apply ---------------------------------------------------------------------------------
+
+    def apply(self, payload: bytes, index: int) -> command_pb2.ApplyResult:
+        if index <= self._applied:
+            return self._replayed(payload)
+        try:
+            cmd = command_pb2.Command.FromString(payload)
+        except Exception:  # noqa: BLE001 - any garbage must become a rejection, not a wedge
+            log.error("entry %d is not a Cairn command; recorded as rejected", index)
+            return self._commit(self.store.batch(), index,
+                                _reject(INVALID_ARGUMENT, "undecodable command"))
+        if cmd.WhichOneof("op") == "barrier":
+            self._advance(index)  # nothing to persist: replaying a barrier is harmless
+            return command_pb2.ApplyResult(code=OK)
+        batch = self.store.batch()
+        try:
+            result = self._dedup_hit(cmd)
+            if result is None:
+                result = self._execute(cmd, batch)
+                self._record_dedup(cmd, result, batch)
+            self._purge_dedup(cmd.time_ns, batch)
+        except Exception as exc:  # noqa: BLE001 - see module docstring
+            log.exception("apply of entry %d failed; recorded as rejected", index)
+            batch = self.store.batch()
+            result = _reject(INTERNAL, f"apply failed: {type(exc).__name__}")
+        return self._commit(batch, index, result)
+
+    def _commit(self, batch: Batch, index: int, result: command_pb2.ApplyResult) -> command_pb2.ApplyResult:
+        batch.put("meta", APPLIED_KEY, u64(index))
+        try:
+            self.store.write(batch)
+        except Exception:  # noqa: BLE001
+            # The disk refused a write: continuing would leave this replica silently behind.
+            log.critical("RocksDB write failed at index %d; stopping the node", index, exc_info=True)
+            os._exit(75)
+        self.apply_count += 1
+        self._advance(index)
+        return result
+
+    def _replayed(self, payload: bytes) -> command_pb2.ApplyResult:
+        """An entry already in the state: answer with its recorded result if we have one."""
+        try:
+            cmd = command_pb2.Command.FromString(payload)
+        except Exception:  # noqa: BLE001
+            return _reject(INVALID_ARGUMENT, "undecodable command")
+        hit = self._dedup_hit(cmd)
+        return hit if hit is not None else command_pb2.ApplyResult(code=OK)
+
+    def _dedup_hit(self, cmd: command_pb2.Command) -> command_pb2.ApplyResult | None:
+        if not cmd.request_id:
+            return None
+        raw = self.store.get("dedup", cmd.request_id.encode())
+        if raw is None:
+            return None
+        record = command_pb2.DedupRecord.FromString(raw)
+        if record.expires_ns <= cmd.time_ns:
+            return None
+        if record.body_hash != cmd.body_hash:
+            return _reject(FAILED_PRECONDITION,
+                           f"request_id {cmd.request_id!r} was already used for a different request")
+        return record.result
+
+    def _record_dedup(self, cmd: command_pb2.Command, result: command_pb2.ApplyResult, batch: Batch) -> None:
+        if not cmd.request_id or cmd.dedup_expires_ns <= cmd.time_ns:
+            return
+        record = command_pb2.DedupRecord(body_hash=cmd.body_hash, expires_ns=cmd.dedup_expires_ns, result=result)
+        rid = cmd.request_id.encode()
+        batch.put("dedup", rid, record.SerializeToString(deterministic=True))
+        batch.put("dedup_exp", u64(cmd.dedup_expires_ns) + rid, b"")
+
+    def _purge_dedup(self, now_ns: int, batch: Batch) -> None:
+        """Drop a bounded number of expired dedup records, by the command's own clock."""
+        for n, (key, _) in enumerate(self.store.scan("dedup_exp")):
+            expires = read_u64(key[:8])
+            if expires > now_ns or n >= _DEDUP_PURGE_PER_APPLY:
+                return
+            rid = key[8:]
+            raw = self.store.get("dedup", rid)
+            if raw is not None and command_pb2.DedupRecord.FromString(raw).expires_ns == expires:
+                batch.delete("dedup", rid)
+            batch.delete("dedup_exp", key)
+
+    def _execute(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
+        op = cmd.WhichOneof("op")
+        if op == "persist":
+            return self._persist(cmd, batch)
+        if op == "delete":
+            return self._delete(cmd, batch)
+        if op == "checkpoint":
+            return self._checkpoint(cmd, batch)
+        if op == "recover":
+            return self._recover(cmd, batch)
+        return _reject(INVALID_ARGUMENT, f"unknown command {op!r}")
+
+    # ---- the operations ------------------------------------------------------------------------
+
+    @staticmethod
+    def _cas_failure(current: state_pb2.WorkflowState | None, has_expected: bool,
+                     expected: int) -> command_pb2.ApplyResult | None:
+        if not has_expected:
+            return None
+        version = current.version if current is not None else 0
+        if version == expected:
+            return None
+        what = f"is at version {version}" if current is not None else "does not exist"
+        return _reject(ABORTED, f"version conflict: expected version {expected}, but the workflow {what}",
+                       version)
+
+    def _write_new_version(self, cmd: command_pb2.Command, batch: Batch, workflow_id: str,
+                           current: state_pb2.WorkflowState | None, step: str, variables, labels,
+                           change: state_pb2.StateChange) -> command_pb2.ApplyResult:
+        version = (current.version if current is not None else 0) + 1
+        state = state_pb2.WorkflowState(workflow_id=workflow_id, version=version, current_step=step)
+        state.variables.CopyFrom(variables)
+        state.metadata.labels.update(labels)
+        state.metadata.created_at.CopyFrom(current.metadata.created_at if current else _ts(cmd.time_ns))
+        state.metadata.updated_at.CopyFrom(_ts(cmd.time_ns))
+        if current is not None and current.HasField("checkpoint"):
+            state.checkpoint.CopyFrom(current.checkpoint)
+        state.metadata.checksum = workflow.checksum(state)
+        state.metadata.size_bytes = state.ByteSize()
+        change.version = version
+        change.step = step
+        change.changed_keys[:] = workflow.changed_keys(current.variables if current else None, variables)
+        change.time.CopyFrom(_ts(cmd.time_ns))
+        change.request_id = cmd.request_id
+        batch.put("state", workflow_id.encode(), state.SerializeToString(deterministic=True))
+        batch.put("history", history_key(workflow_id, version), change.SerializeToString(deterministic=True))
+        limit = cmd.history_limit or DEFAULT_HISTORY_LIMIT
+        if version > limit:
+            batch.delete_range("history", history_key(workflow_id, 0), history_key(workflow_id, version - limit + 1))
+        return command_pb2.ApplyResult(code=OK, current_version=version, state=state)
+
+    def _persist(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
+        op = cmd.persist
+        current = self.get_state(op.workflow_id)
+        conflict = self._cas_failure(current, op.HasField("expected_version"), op.expected_version)
+        if conflict:
+            return conflict
+        change = state_pb2.StateChange(kind=state_pb2.PERSIST)
+        return self._write_new_version(cmd, batch, op.workflow_id, current, op.current_step, op.variables,
+                                       op.labels, change)
+
+    def _recover(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
+        op = cmd.recover
+        current = self.get_state(op.workflow_id)
+        if self.store.get("checkpoint", checkpoint_key(op.workflow_id, op.checkpoint_id)) is None:
+            return _reject(NOT_FOUND, f"checkpoint {op.checkpoint_id!r} of workflow {op.workflow_id!r} "
+                                      "no longer exists", current.version if current else 0)
+        conflict = self._cas_failure(current, op.HasField("expected_version"), op.expected_version)
+        if conflict:
+            return conflict
+        change = state_pb2.StateChange(kind=state_pb2.RECOVER, checkpoint_id=op.checkpoint_id)
+        return self._write_new_version(cmd, batch, op.workflow_id, current, op.current_step, op.variables,
+                                       op.labels, change)
+
+    def _delete(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
+        op = cmd.delete
+        current = self.get_state(op.workflow_id)
+        if current is None:
+            return _reject(NOT_FOUND, f"workflow {op.workflow_id!r} does not exist")
+        conflict = self._cas_failure(current, op.HasField("expected_version"), op.expected_version)
+        if conflict:
+            return conflict
+        prefix = workflow_prefix(op.workflow_id)
+        checkpoints = sum(1 for _ in self.store.scan("checkpoint", prefix))
+        batch.delete("state", op.workflow_id.encode())
+        batch.delete_prefix("history", prefix)
+        batch.delete_prefix("checkpoint", prefix)
+        return command_pb2.ApplyResult(code=OK, current_version=0, deleted=command_pb2.DeleteResult(
+            deleted_version=current.version, deleted_checkpoints=checkpoints))
+
+    def _checkpoint(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
+        op = cmd.checkpoint
+        current = self.get_state(op.workflow_id)
+        if current is None:
+            return _reject(NOT_FOUND, f"workflow {op.workflow_id!r} does not exist")
+        captured = state_pb2.WorkflowState()
+        captured.CopyFrom(current)
+        captured.ClearField("checkpoint")
+        cp = state_pb2.Checkpoint(id=op.checkpoint_id, workflow_id=op.workflow_id, timestamp=_ts(cmd.time_ns),
+                                  state=captured, checksum=workflow.checksum(captured), version=current.version)
+        batch.put("checkpoint", checkpoint_key(op.workflow_id, op.checkpoint_id), encode_checkpoint(cp, op.compress))
+        # Retention: ids sort by creation time, so the oldest come first.
+        existing = [(k, decode_checkpoint(v).timestamp.ToNanoseconds())
+                    for k, v in self.store.scan("checkpoint", workflow_prefix(op.workflow_id))]
+        limit = cmd.checkpoint_limit or DEFAULT_CHECKPOINT_LIMIT
+        excess = len(existing) + 1 - limit
+        for n, (key, taken_ns) in enumerate(existing):
+            if n < excess or taken_ns < op.retain_after_ns:
+                batch.delete("checkpoint", key)
+        current.checkpoint.CopyFrom(state_pb2.CheckpointRef(id=cp.id, version=cp.version, timestamp=cp.timestamp))
+        batch.put("state", op.workflow_id.encode(), current.SerializeToString(deterministic=True))
+        return command_pb2.ApplyResult(code=OK, current_version=current.version, checkpoint=cp)
+
+    # ---- reads (any thread) --------------------------------------------------------------------
+
+    def get_state(self, workflow_id: str) -> state_pb2.WorkflowState | None:
+        raw = self.store.get("state", workflow_id.encode())
+        return state_pb2.WorkflowState.FromString(raw) if raw is not None else None
+
+    def history(self, workflow_id: str) -> list[state_pb2.StateChange]:
+        return [state_pb2.StateChange.FromString(v)
+                for _, v in self.store.scan("history", workflow_prefix(workflow_id))]
+
+    def list_workflows(self, prefix: str, limit: int, after: str) -> tuple[list[state_pb2.WorkflowState], str]:
+        start = (after.encode() + b"\x00") if after else prefix.encode()
+        out: list[state_pb2.WorkflowState] = []
+        for key, value in self.store.scan("state", prefix.encode(), start=start):
+            if len(out) == limit:
+                return out, out[-1].workflow_id
+            del key
+            out.append(state_pb2.WorkflowState.FromString(value))
+        return out, ""
+
+    def checkpoints(self, workflow_id: str) -> list[state_pb2.Checkpoint]:
+        return [decode_checkpoint(v) for _, v in self.store.scan("checkpoint", workflow_prefix(workflow_id))]
+
+    def get_checkpoint(self, workflow_id: str, checkpoint_id: str) -> state_pb2.Checkpoint | None:
+        raw = self.store.get("checkpoint", checkpoint_key(workflow_id, checkpoint_id))
+        return decode_checkpoint(raw) if raw is not None else None
+
+    def workflow_records(self, workflow_id: str) -> Iterator[tuple[str, bytes, bytes]]:
+        state = self.store.get("state", workflow_id.encode())
+        if state is not None:
+            yield "state", workflow_id.encode(), state
+        prefix = workflow_prefix(workflow_id)
+        for cf in ("history", "checkpoint"):
+            for key, value in self.store.scan(cf, prefix):
+                yield cf, key, value
+
+    def digest(self, workflow_id: str) -> tuple[bool, int, str]:
+        """(exists, version, SHA-256 over every stored record of the workflow) for replica comparison."""
+        h = hashlib.sha256()
+        version, exists = 0, False
+        for cf, key, value in self.workflow_records(workflow_id):
+            if cf == "state":
+                exists = True
+                version = state_pb2.WorkflowState.FromString(value).version
+            for part in (cf.encode(), key, value):
+                h.update(u64(len(part)) + part)
+        return exists, version, h.hexdigest()
