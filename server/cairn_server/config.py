@@ -124,8 +124,9 @@ class _Section:
             return default
         return self.raw[key]
 
-    def string(self, key: str, default: str | None = None, *, required: bool = False,
-               choices: tuple[str, ...] | None = None) -> Any:
+    def string(
+        self, key: str, default: str | None = None, *, required: bool = False, choices: tuple[str, ...] | None = None
+    ) -> Any:
         value = self.take(key, default, required=required)
         if value is None:
             return None
@@ -144,8 +145,7 @@ class _Section:
     def integer(self, key: str, default: int, *, minimum: int = 0, maximum: int = 2**31) -> int:
         value = self.take(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-            raise ConfigError(f"{self._name(key)}: expected a whole number from {minimum} to {maximum}, "
-                              f"got {value!r}")
+            raise ConfigError(f"{self._name(key)}: expected a whole number from {minimum} to {maximum}, got {value!r}")
         return value
 
     def duration(self, key: str, default: float, *, minimum: float = 0.0) -> float:
@@ -196,8 +196,7 @@ def _cluster(s: _Section) -> ClusterConfig:
     peers = []
     for i, raw in enumerate(raw_peers):
         p = _Section(raw, f"{s._name('peers')}[{i}]")
-        peers.append(Peer(p.string("node_id", required=True), _address(p, "grpc_address"),
-                          _address(p, "raft_address")))
+        peers.append(Peer(p.string("node_id", required=True), _address(p, "grpc_address"), _address(p, "raft_address")))
         p.done()
     ids = [node_id, *(p.node_id for p in peers)]
     if len(set(ids)) != len(ids):
@@ -216,9 +215,11 @@ def _cluster(s: _Section) -> ClusterConfig:
     if secret is not None and len(secret) < 16:
         raise ConfigError(f"{s._name('secret')}: must be at least 16 characters")
     if peers and not secret and not insecure:
-        raise ConfigError(f"{s._name('secret')}: a multi-node cluster needs a cluster secret "
-                          "(or cluster.insecure: true / --insecure, which lets anyone who reaches the Raft "
-                          "port run code on this node)")
+        raise ConfigError(
+            f"{s._name('secret')}: a multi-node cluster needs a cluster secret "
+            "(or cluster.insecure: true / --insecure, which lets anyone who reaches the Raft "
+            "port run code on this node)"
+        )
     s.done()
     return ClusterConfig(node_id, grpc_address, raft_address, advertise, tuple(peers), secret, insecure)
 
@@ -238,8 +239,10 @@ def parse_config(raw: Any, *, insecure: bool = False) -> Config:
     enc = st.take("encryption", False)
     encryption = enc.get("enabled", False) if isinstance(enc, dict) else enc
     if encryption is not False:
-        raise ConfigError("state_storage.encryption: encryption at rest is not available in this release; "
-                          "set it to false (or {enabled: false})")
+        raise ConfigError(
+            "state_storage.encryption: encryption at rest is not available in this release; "
+            "set it to false (or {enabled: false})"
+        )
     st.done()
     storage = StorageConfig(storage_type, connection, durability, False)
 
@@ -277,8 +280,10 @@ def parse_config(raw: Any, *, insecure: bool = False) -> Config:
         heartbeat_interval=rf.duration("heartbeat_interval", 0.1, minimum=0.01),
     )
     if raft.heartbeat_interval * 3 > raft.election_timeout:
-        raise ConfigError("raft.heartbeat_interval: must be at most a third of raft.election_timeout "
-                          f"({raft.heartbeat_interval}s vs {raft.election_timeout}s)")
+        raise ConfigError(
+            "raft.heartbeat_interval: must be at most a third of raft.election_timeout "
+            f"({raft.heartbeat_interval}s vs {raft.election_timeout}s)"
+        )
     rf.done()
 
     lm = top.section("limits")

@@ -53,10 +53,19 @@ class DeadlineExceeded(CairnError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-_BY_CODE = {cls.code.value[0]: cls for cls in (
-    InvalidArgument, NotFound, VersionConflict, FailedPrecondition, ResourceExhausted, DataLoss,
-    Unavailable, DeadlineExceeded,
-)}
+_BY_CODE = {
+    cls.code.value[0]: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        VersionConflict,
+        FailedPrecondition,
+        ResourceExhausted,
+        DataLoss,
+        Unavailable,
+        DeadlineExceeded,
+    )
+}
 
 
 def error_for_code(code: int, message: str, *, current_version: int | None = None) -> CairnError:

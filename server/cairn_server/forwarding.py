@@ -32,8 +32,11 @@ class Forwarder:
         with self._lock:
             stub = self._stubs.get(address)
             if stub is None:
-                channel = (grpc.secure_channel(address, self._credentials) if self._credentials
-                           else grpc.insecure_channel(address))
+                channel = (
+                    grpc.secure_channel(address, self._credentials)
+                    if self._credentials
+                    else grpc.insecure_channel(address)
+                )
                 self._channels.append(channel)
                 stub = self._stubs[address] = state_pb2_grpc.StateServiceStub(channel)
             return stub
@@ -50,13 +53,16 @@ class Forwarder:
         remaining = context.time_remaining()
         timeout = self._default_timeout if remaining is None else max(0.001, remaining - _MARGIN)
         try:
-            return getattr(self._stub(leader_grpc), method)(request, timeout=timeout,
-                                                             metadata=((FORWARDED_KEY, "1"),))
+            return getattr(self._stub(leader_grpc), method)(request, timeout=timeout, metadata=((FORWARDED_KEY, "1"),))
         except grpc.RpcError as err:
-            if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
-                    and not err.trailing_metadata():
-                raise Unavailable(f"could not reach the leader at {leader_grpc}: {err.details()}; "
-                                  "the outcome is unknown (retry with the same request_id)") from None
+            if (
+                err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                and not err.trailing_metadata()
+            ):
+                raise Unavailable(
+                    f"could not reach the leader at {leader_grpc}: {err.details()}; "
+                    "the outcome is unknown (retry with the same request_id)"
+                ) from None
             raise PassThrough(err) from None
 
     def close(self) -> None:

@@ -67,9 +67,15 @@ class Node:
             self_address=cluster.raft_address,
             peer_addresses=[p.raft_address for p in cluster.peers],
             secret=cluster.secret,
-            journal=self.journal, machine=self.machine, snapshots=self.snapshots,
-            tuning=RaftTuning(config.raft.heartbeat_interval, config.raft.election_timeout,
-                              config.raft.snapshot_entries, config.raft.snapshot_interval),
+            journal=self.journal,
+            machine=self.machine,
+            snapshots=self.snapshots,
+            tuning=RaftTuning(
+                config.raft.heartbeat_interval,
+                config.raft.election_timeout,
+                config.raft.snapshot_entries,
+                config.raft.snapshot_interval,
+            ),
         )
         self.barrier = ReadBarrier(self.replica, stall_after=max(2.0, config.raft.election_timeout * 3))
         self.forwarder = Forwarder(config.limits.request_timeout)
@@ -78,16 +84,21 @@ class Node:
         self._stubs_lock = threading.Lock()
 
         self.health = health.HealthServicer()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
-                                  options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                                           ("grpc.max_send_message_length", 64 * 1024 * 1024)])
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ],
+        )
         state_pb2_grpc.add_StateServiceServicer_to_server(StateService(self), self.server)
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterService(self), self.server)
         command_pb2_grpc.add_NodeServiceServicer_to_server(NodeService(self), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME), self.server)
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server,
+        )
         self.port = self.server.add_insecure_port(cluster.grpc_address)
         if self.port == 0:
             raise OSError(f"cannot bind gRPC to {cluster.grpc_address}")
@@ -107,9 +118,13 @@ class Node:
         return member.node_id if member else None
 
     def response_header(self) -> state_pb2.ResponseHeader:
-        return state_pb2.ResponseHeader(node_id=self.config.cluster.node_id, leader_id=self.leader_id() or "",
-                                        applied_index=self.machine.applied_index,
-                                        term=self.replica.raftCurrentTerm)
+        return state_pb2.ResponseHeader(
+            node_id=self.config.cluster.node_id,
+            leader_id=self.leader_id() or "",
+            applied_index=self.machine.applied_index,
+            term=self.replica.raftCurrentTerm,
+            leader_grpc_address=self.leader_grpc(None) or "",
+        )
 
     def node_stub(self, address: str) -> command_pb2_grpc.NodeServiceStub:
         with self._stubs_lock:
@@ -126,8 +141,13 @@ class Node:
         self.server.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("node %s serving gRPC on %s, Raft on %s (%d peers)", self.config.cluster.node_id,
-                 self.config.cluster.grpc_address, self.config.cluster.raft_address, len(self.config.cluster.peers))
+        log.info(
+            "node %s serving gRPC on %s, Raft on %s (%d peers)",
+            self.config.cluster.node_id,
+            self.config.cluster.grpc_address,
+            self.config.cluster.raft_address,
+            len(self.config.cluster.peers),
+        )
 
     def stop(self, grace: float = 2.0) -> None:
         if self._stopped.is_set():

@@ -100,8 +100,7 @@ class StateMachine:
             cmd = command_pb2.Command.FromString(payload)
         except Exception:  # noqa: BLE001 - any garbage must become a rejection, not a wedge
             log.error("entry %d is not a Cairn command; recorded as rejected", index)
-            return self._commit(self.store.batch(), index,
-                                _reject(INVALID_ARGUMENT, "undecodable command"))
+            return self._commit(self.store.batch(), index, _reject(INVALID_ARGUMENT, "undecodable command"))
         if cmd.WhichOneof("op") == "barrier":
             self._advance(index)  # nothing to persist: replaying a barrier is harmless
             return command_pb2.ApplyResult(code=OK)
@@ -149,8 +148,9 @@ class StateMachine:
         if record.expires_ns <= cmd.time_ns:
             return None
         if record.body_hash != cmd.body_hash:
-            return _reject(FAILED_PRECONDITION,
-                           f"request_id {cmd.request_id!r} was already used for a different request")
+            return _reject(
+                FAILED_PRECONDITION, f"request_id {cmd.request_id!r} was already used for a different request"
+            )
         return record.result
 
     def _record_dedup(self, cmd: command_pb2.Command, result: command_pb2.ApplyResult, batch: Batch) -> None:
@@ -188,20 +188,28 @@ class StateMachine:
     # ---- the operations ------------------------------------------------------------------------
 
     @staticmethod
-    def _cas_failure(current: state_pb2.WorkflowState | None, has_expected: bool,
-                     expected: int) -> command_pb2.ApplyResult | None:
+    def _cas_failure(
+        current: state_pb2.WorkflowState | None, has_expected: bool, expected: int
+    ) -> command_pb2.ApplyResult | None:
         if not has_expected:
             return None
         version = current.version if current is not None else 0
         if version == expected:
             return None
         what = f"is at version {version}" if current is not None else "does not exist"
-        return _reject(ABORTED, f"version conflict: expected version {expected}, but the workflow {what}",
-                       version)
+        return _reject(ABORTED, f"version conflict: expected version {expected}, but the workflow {what}", version)
 
-    def _write_new_version(self, cmd: command_pb2.Command, batch: Batch, workflow_id: str,
-                           current: state_pb2.WorkflowState | None, step: str, variables, labels,
-                           change: state_pb2.StateChange) -> command_pb2.ApplyResult:
+    def _write_new_version(
+        self,
+        cmd: command_pb2.Command,
+        batch: Batch,
+        workflow_id: str,
+        current: state_pb2.WorkflowState | None,
+        step: str,
+        variables,
+        labels,
+        change: state_pb2.StateChange,
+    ) -> command_pb2.ApplyResult:
         version = (current.version if current is not None else 0) + 1
         state = state_pb2.WorkflowState(workflow_id=workflow_id, version=version, current_step=step)
         state.variables.CopyFrom(variables)
@@ -231,21 +239,26 @@ class StateMachine:
         if conflict:
             return conflict
         change = state_pb2.StateChange(kind=state_pb2.PERSIST)
-        return self._write_new_version(cmd, batch, op.workflow_id, current, op.current_step, op.variables,
-                                       op.labels, change)
+        return self._write_new_version(
+            cmd, batch, op.workflow_id, current, op.current_step, op.variables, op.labels, change
+        )
 
     def _recover(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
         op = cmd.recover
         current = self.get_state(op.workflow_id)
         if self.store.get("checkpoint", checkpoint_key(op.workflow_id, op.checkpoint_id)) is None:
-            return _reject(NOT_FOUND, f"checkpoint {op.checkpoint_id!r} of workflow {op.workflow_id!r} "
-                                      "no longer exists", current.version if current else 0)
+            return _reject(
+                NOT_FOUND,
+                f"checkpoint {op.checkpoint_id!r} of workflow {op.workflow_id!r} no longer exists",
+                current.version if current else 0,
+            )
         conflict = self._cas_failure(current, op.HasField("expected_version"), op.expected_version)
         if conflict:
             return conflict
         change = state_pb2.StateChange(kind=state_pb2.RECOVER, checkpoint_id=op.checkpoint_id)
-        return self._write_new_version(cmd, batch, op.workflow_id, current, op.current_step, op.variables,
-                                       op.labels, change)
+        return self._write_new_version(
+            cmd, batch, op.workflow_id, current, op.current_step, op.variables, op.labels, change
+        )
 
     def _delete(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
         op = cmd.delete
@@ -260,8 +273,11 @@ class StateMachine:
         batch.delete("state", op.workflow_id.encode())
         batch.delete_prefix("history", prefix)
         batch.delete_prefix("checkpoint", prefix)
-        return command_pb2.ApplyResult(code=OK, current_version=0, deleted=command_pb2.DeleteResult(
-            deleted_version=current.version, deleted_checkpoints=checkpoints))
+        return command_pb2.ApplyResult(
+            code=OK,
+            current_version=0,
+            deleted=command_pb2.DeleteResult(deleted_version=current.version, deleted_checkpoints=checkpoints),
+        )
 
     def _checkpoint(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
         op = cmd.checkpoint
@@ -271,12 +287,20 @@ class StateMachine:
         captured = state_pb2.WorkflowState()
         captured.CopyFrom(current)
         captured.ClearField("checkpoint")
-        cp = state_pb2.Checkpoint(id=op.checkpoint_id, workflow_id=op.workflow_id, timestamp=_ts(cmd.time_ns),
-                                  state=captured, checksum=workflow.checksum(captured), version=current.version)
+        cp = state_pb2.Checkpoint(
+            id=op.checkpoint_id,
+            workflow_id=op.workflow_id,
+            timestamp=_ts(cmd.time_ns),
+            state=captured,
+            checksum=workflow.checksum(captured),
+            version=current.version,
+        )
         batch.put("checkpoint", checkpoint_key(op.workflow_id, op.checkpoint_id), encode_checkpoint(cp, op.compress))
         # Retention: ids sort by creation time, so the oldest come first.
-        existing = [(k, decode_checkpoint(v).timestamp.ToNanoseconds())
-                    for k, v in self.store.scan("checkpoint", workflow_prefix(op.workflow_id))]
+        existing = [
+            (k, decode_checkpoint(v).timestamp.ToNanoseconds())
+            for k, v in self.store.scan("checkpoint", workflow_prefix(op.workflow_id))
+        ]
         limit = cmd.checkpoint_limit or DEFAULT_CHECKPOINT_LIMIT
         excess = len(existing) + 1 - limit
         for n, (key, taken_ns) in enumerate(existing):
@@ -293,8 +317,9 @@ class StateMachine:
         return state_pb2.WorkflowState.FromString(raw) if raw is not None else None
 
     def history(self, workflow_id: str) -> list[state_pb2.StateChange]:
-        return [state_pb2.StateChange.FromString(v)
-                for _, v in self.store.scan("history", workflow_prefix(workflow_id))]
+        return [
+            state_pb2.StateChange.FromString(v) for _, v in self.store.scan("history", workflow_prefix(workflow_id))
+        ]
 
     def list_workflows(self, prefix: str, limit: int, after: str) -> tuple[list[state_pb2.WorkflowState], str]:
         start = (after.encode() + b"\x00") if after else prefix.encode()

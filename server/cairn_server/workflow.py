@@ -41,7 +41,8 @@ def validate_workflow_id(workflow_id: str, field: str = "workflow_id") -> None:
     if not _ID.match(workflow_id):
         raise InvalidArgument(
             f"{field} {workflow_id[:64]!r} is malformed: use letters, digits and ._:/@+=- , "
-            "starting with a letter, digit or underscore")
+            "starting with a letter, digit or underscore"
+        )
 
 
 def validate_checkpoint_id(checkpoint_id: str) -> None:
@@ -72,8 +73,9 @@ def validate_labels(labels: dict[str, str]) -> None:
         raise InvalidArgument(f"labels: {len(labels)} given; at most {MAX_LABELS}")
     for key, value in labels.items():
         if len(key.encode()) > MAX_LABEL_KEY_BYTES or not _LABEL_KEY.match(key):
-            raise InvalidArgument(f"labels: key {key[:80]!r} is malformed (letters, digits, ._/-, "
-                                  f"at most {MAX_LABEL_KEY_BYTES} bytes)")
+            raise InvalidArgument(
+                f"labels: key {key[:80]!r} is malformed (letters, digits, ._/-, at most {MAX_LABEL_KEY_BYTES} bytes)"
+            )
         if len(value.encode()) > MAX_LABEL_VALUE_BYTES:
             raise InvalidArgument(f"labels: value of {key!r} is over {MAX_LABEL_VALUE_BYTES} bytes")
 
@@ -117,8 +119,7 @@ def canonical_bytes(state: state_pb2.WorkflowState) -> bytes:
         "variables": variables_to_python(state.variables),
         "labels": dict(state.metadata.labels),
     }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def checksum(state: state_pb2.WorkflowState) -> str:

@@ -38,16 +38,18 @@ class ReadOptions(_message.Message):
     def __init__(self, consistency: _Optional[_Union[Consistency, str]] = ..., min_index: _Optional[int] = ...) -> None: ...
 
 class ResponseHeader(_message.Message):
-    __slots__ = ("node_id", "leader_id", "applied_index", "term")
+    __slots__ = ("node_id", "leader_id", "applied_index", "term", "leader_grpc_address")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
+    LEADER_GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     leader_id: str
     applied_index: int
     term: int
-    def __init__(self, node_id: _Optional[str] = ..., leader_id: _Optional[str] = ..., applied_index: _Optional[int] = ..., term: _Optional[int] = ...) -> None: ...
+    leader_grpc_address: str
+    def __init__(self, node_id: _Optional[str] = ..., leader_id: _Optional[str] = ..., applied_index: _Optional[int] = ..., term: _Optional[int] = ..., leader_grpc_address: _Optional[str] = ...) -> None: ...
 
 class StateMetadata(_message.Message):
     __slots__ = ("created_at", "updated_at", "labels", "checksum", "size_bytes")

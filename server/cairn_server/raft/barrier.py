@@ -38,8 +38,11 @@ class ReadBarrier:
         with self._lock:
             if self._in_flight is not None and time.monotonic() - self._in_flight_since > self._stall_after:
                 stalled, self._in_flight = self._in_flight, None
-                stalled.set_exception(Unavailable("read barrier did not commit: no quorum reachable",
-                                                  leader=self._replica.leader_address()))
+                stalled.set_exception(
+                    Unavailable(
+                        "read barrier did not commit: no quorum reachable", leader=self._replica.leader_address()
+                    )
+                )
             if self._next is None:
                 self._next = Future()
             mine = self._next
@@ -48,8 +51,10 @@ class ReadBarrier:
         try:
             return mine.result(timeout)
         except TimeoutError:
-            raise DeadlineExceeded("linearizable read timed out waiting for the read barrier; "
-                                   "the cluster may have no quorum", leader=self._replica.leader_address()) from None
+            raise DeadlineExceeded(
+                "linearizable read timed out waiting for the read barrier; the cluster may have no quorum",
+                leader=self._replica.leader_address(),
+            ) from None
 
     def _launch_locked(self) -> None:
         fut, self._next = self._next, None
@@ -62,8 +67,11 @@ class ReadBarrier:
                 if error == FAIL_REASON.SUCCESS:
                     fut.set_result(self._replica._machine.applied_index)
                 else:
-                    fut.set_exception(Unavailable("read barrier failed (leader change or no quorum)",
-                                                  leader=self._replica.leader_address()))
+                    fut.set_exception(
+                        Unavailable(
+                            "read barrier failed (leader change or no quorum)", leader=self._replica.leader_address()
+                        )
+                    )
             with self._lock:
                 if self._in_flight is fut:
                     self._in_flight = None

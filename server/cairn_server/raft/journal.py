@@ -124,6 +124,7 @@ class RocksJournal(Journal):
                 b.delete("raftmeta", _VOTE)
             else:
                 b.put("raftmeta", _VOTE, str(votedForNodeId).encode())
+
         self._write(fill, force_sync=True)
         self._term, self._voted_for = term, votedForNodeId
 

@@ -42,9 +42,18 @@ class RaftTuning:
 class Replica(SyncObj):
     """One Raft member whose replicated state is the Cairn StateMachine."""
 
-    def __init__(self, *, self_address: str, peer_addresses: list[str], secret: str | None,
-                 journal: RocksJournal, machine: StateMachine, snapshots: Snapshots, tuning: RaftTuning,
-                 on_state_changed: Callable[[int, int], None] | None = None):
+    def __init__(
+        self,
+        *,
+        self_address: str,
+        peer_addresses: list[str],
+        secret: str | None,
+        journal: RocksJournal,
+        machine: StateMachine,
+        snapshots: Snapshots,
+        tuning: RaftTuning,
+        on_state_changed: Callable[[int, int], None] | None = None,
+    ):
         self._machine = machine
         self._journal = journal
         self._snapshots = snapshots
@@ -98,12 +107,16 @@ class Replica(SyncObj):
 
         self._cairn_apply(payload, callback=callback)
         if not done.wait(timeout):
-            raise DeadlineExceeded("the write was not committed in time; its outcome is unknown "
-                                   "(retry with the same request_id)", leader=self.leader_address())
+            raise DeadlineExceeded(
+                "the write was not committed in time; its outcome is unknown (retry with the same request_id)",
+                leader=self.leader_address(),
+            )
         if box["error"] != FAIL_REASON.SUCCESS:
             name = _FAIL_NAMES.get(box["error"], str(box["error"]))
-            raise Unavailable(f"replication failed ({name}); the outcome is unknown "
-                              "(retry with the same request_id)", leader=self.leader_address())
+            raise Unavailable(
+                f"replication failed ({name}); the outcome is unknown (retry with the same request_id)",
+                leader=self.leader_address(),
+            )
         return box["result"]  # type: ignore[return-value]
 
     def propose_async(self, payload: bytes, callback: Callable[[object, int], None]) -> None:

@@ -62,9 +62,11 @@ def write_snapshot_file(source: RocksStore, header: snapshot_pb2.SnapshotHeader,
     digest = hashlib.sha256()
     count = 0
     with open(tmp, "wb") as out:
+
         def emit(data: bytes) -> None:
             digest.update(data)
             out.write(data)
+
         body = header.SerializeToString()
         emit(MAGIC + _U32.pack(len(body)) + body)
         for cf in STATE_CFS:
@@ -98,10 +100,10 @@ def read_snapshot_file(path: Path) -> tuple[snapshot_pb2.SnapshotHeader, bytes]:
         raise SnapshotError(f"{path} fails its SHA-256 checksum")
     (hlen,) = _U32.unpack_from(body, len(MAGIC))
     start = len(MAGIC) + 4
-    header = snapshot_pb2.SnapshotHeader.FromString(body[start:start + hlen])
+    header = snapshot_pb2.SnapshotHeader.FromString(body[start : start + hlen])
     if header.format != FORMAT:
         raise SnapshotError(f"{path} has snapshot format {header.format}; this node reads {FORMAT}")
-    return header, body[start + hlen:]
+    return header, body[start + hlen :]
 
 
 def iter_records(section: bytes):  # noqa: ANN201
@@ -110,10 +112,10 @@ def iter_records(section: bytes):  # noqa: ANN201
     while pos < len(section):
         cf = names[section[pos]]
         (klen,) = _U32.unpack_from(section, pos + 1)
-        key = section[pos + 5:pos + 5 + klen]
+        key = section[pos + 5 : pos + 5 + klen]
         pos += 5 + klen
         (vlen,) = _U32.unpack_from(section, pos)
-        value = section[pos + 4:pos + 4 + vlen]
+        value = section[pos + 4 : pos + 4 + vlen]
         pos += 4 + vlen
         yield cf, key, value
 
@@ -121,8 +123,14 @@ def iter_records(section: bytes):  # noqa: ANN201
 class Snapshots:
     """The serializer, checker and deserializer handed to pysyncobj, and their bookkeeping."""
 
-    def __init__(self, store: RocksStore, machine: StateMachine, journal: RocksJournal, data_dir: Path,
-                 on_fatal: Callable[[str], None]):
+    def __init__(
+        self,
+        store: RocksStore,
+        machine: StateMachine,
+        journal: RocksJournal,
+        data_dir: Path,
+        on_fatal: Callable[[str], None],
+    ):
         self.store, self.machine, self.journal = store, machine, journal
         self.dump_file = data_dir / "raft.snapshot"
         self._staging = data_dir / "snapshot-staging"
@@ -147,9 +155,13 @@ class Snapshots:
         last, previous, cluster = data
         started = time.monotonic()
         self.store.create_checkpoint(self._staging)
-        header = snapshot_pb2.SnapshotHeader(format=FORMAT, last=_entry_ref(last), previous=_entry_ref(previous),
-                                             cluster=sorted(str(getattr(n, "address", n)) for n in cluster),
-                                             created_ns=time.time_ns())
+        header = snapshot_pb2.SnapshotHeader(
+            format=FORMAT,
+            last=_entry_ref(last),
+            previous=_entry_ref(previous),
+            cluster=sorted(str(getattr(n, "address", n)) for n in cluster),
+            created_ns=time.time_ns(),
+        )
         with self._lock:
             self._state = SERIALIZER_STATE.SERIALIZING
         threading.Thread(target=self._write, args=(header, started), name="cairn-snapshot", daemon=True).start()
@@ -170,8 +182,13 @@ class Snapshots:
                 self.completed += 1
                 self._state = SERIALIZER_STATE.SUCCESS
                 self._lock.notify_all()
-            log.info("snapshot at index %d written (%d records, %d bytes, %.1f ms)", header.last.index,
-                     header.records, self.last_size, self.last_duration_ms)
+            log.info(
+                "snapshot at index %d written (%d records, %d bytes, %.1f ms)",
+                header.last.index,
+                header.records,
+                self.last_size,
+                self.last_duration_ms,
+            )
         except Exception:  # noqa: BLE001 - reported to pysyncobj as a failed dump, journal kept
             log.exception("writing the snapshot failed; the journal is kept")
             with self._lock:
@@ -210,8 +227,11 @@ class Snapshots:
         else:
             # Our state already contains everything the file does: both are prefixes of the same
             # committed log, and ours is longer.
-            log.info("snapshot at %d is behind the local state at %d; keeping the local state",
-                     header.last.index, self.machine.applied_index)
+            log.info(
+                "snapshot at %d is behind the local state at %d; keeping the local state",
+                header.last.index,
+                self.machine.applied_index,
+            )
         # If a crash fell between writing the file and compacting the journal, compact now, so that
         # pysyncobj sees the journal starting at the snapshot and keeps the entries after it
         # (otherwise it would clear the whole journal).
@@ -243,5 +263,9 @@ class Snapshots:
         batch.delete("meta", _RESTORING_KEY)
         self.store.write(batch, sync=True)
         self.machine.reset_applied(header.last.index)
-        log.info("installed snapshot at index %d (%d records, %.1f ms)", header.last.index, n,
-                 (time.monotonic() - started) * 1000)
+        log.info(
+            "installed snapshot at index %d (%d records, %.1f ms)",
+            header.last.index,
+            n,
+            (time.monotonic() - started) * 1000,
+        )

@@ -15,8 +15,11 @@ from .status import handles_errors
 if TYPE_CHECKING:
     from ..node import Node
 
-_ROLES = {_RAFT_STATE.FOLLOWER: cluster_pb2.FOLLOWER, _RAFT_STATE.CANDIDATE: cluster_pb2.CANDIDATE,
-          _RAFT_STATE.LEADER: cluster_pb2.LEADER}
+_ROLES = {
+    _RAFT_STATE.FOLLOWER: cluster_pb2.FOLLOWER,
+    _RAFT_STATE.CANDIDATE: cluster_pb2.CANDIDATE,
+    _RAFT_STATE.LEADER: cluster_pb2.LEADER,
+}
 
 
 class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
@@ -33,19 +36,35 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         members = []
         for member in cluster.members:
             is_self = member.node_id == cluster.node_id
-            members.append(cluster_pb2.Member(
-                node_id=member.node_id, raft_address=member.raft_address, grpc_address=member.grpc_address,
-                connected=is_self or raw.get(f"partner_node_status_server_{member.raft_address}") == 2,
-                match_index=raw.get(f"match_idx_server_{member.raft_address}") or 0, is_self=is_self))
+            members.append(
+                cluster_pb2.Member(
+                    node_id=member.node_id,
+                    raft_address=member.raft_address,
+                    grpc_address=member.grpc_address,
+                    connected=is_self or raw.get(f"partner_node_status_server_{member.raft_address}") == 2,
+                    match_index=raw.get(f"match_idx_server_{member.raft_address}") or 0,
+                    is_self=is_self,
+                )
+            )
         leader_raft = replica.leader_address()
         return cluster_pb2.StatusResponse(
-            node_id=cluster.node_id, grpc_address=cluster.advertise_grpc_address, raft_address=cluster.raft_address,
-            role=_ROLES.get(raw["state"], cluster_pb2.RAFT_ROLE_UNSPECIFIED), leader_id=node.leader_id() or "",
+            node_id=cluster.node_id,
+            grpc_address=cluster.advertise_grpc_address,
+            raft_address=cluster.raft_address,
+            role=_ROLES.get(raw["state"], cluster_pb2.RAFT_ROLE_UNSPECIFIED),
+            leader_id=node.leader_id() or "",
             leader_grpc_address=node.leader_grpc(leader_raft) or "" if leader_raft else "",
-            term=raw["raft_term"], commit_index=raw["commit_idx"], applied_index=raw["last_applied"],
-            log_entries=raw["log_len"], snapshot_index=node.snapshots.last_index, has_quorum=raw["has_quorum"],
-            members=members, workflows=node.store.estimate_keys("state"),
-            uptime_seconds=time.monotonic() - node.started_at, version=node.version)
+            term=raw["raft_term"],
+            commit_index=raw["commit_idx"],
+            applied_index=raw["last_applied"],
+            log_entries=raw["log_len"],
+            snapshot_index=node.snapshots.last_index,
+            has_quorum=raw["has_quorum"],
+            members=members,
+            workflows=node.store.estimate_keys("state"),
+            uptime_seconds=time.monotonic() - node.started_at,
+            version=node.version,
+        )
 
     @handles_errors
     def Snapshot(self, request, context):  # noqa: ANN001, N802
@@ -54,11 +73,15 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         before = node.snapshots.completed
         replica = node.replica
         if replica.raftLastApplied <= node.snapshots.last_index:
-            return cluster_pb2.SnapshotResponse(index=node.snapshots.last_index, size_bytes=node.snapshots.last_size,
-                                                duration_ms=0.0)
+            return cluster_pb2.SnapshotResponse(
+                index=node.snapshots.last_index, size_bytes=node.snapshots.last_size, duration_ms=0.0
+            )
         replica.forceLogCompaction()
         timeout = context.time_remaining() or node.config.limits.request_timeout
         if not node.snapshots.wait_completed(before + 1, timeout):
             raise DeadlineExceeded("the snapshot did not complete in time")
-        return cluster_pb2.SnapshotResponse(index=node.snapshots.last_index, size_bytes=node.snapshots.last_size,
-                                            duration_ms=(time.monotonic() - started) * 1000)
+        return cluster_pb2.SnapshotResponse(
+            index=node.snapshots.last_index,
+            size_bytes=node.snapshots.last_size,
+            duration_ms=(time.monotonic() - started) * 1000,
+        )

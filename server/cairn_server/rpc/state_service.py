@@ -65,16 +65,23 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         timeout = self._timeout(context)
         if read.consistency == state_pb2.SERIALIZABLE:
             if read.min_index and not self.machine.wait_applied(read.min_index, timeout):
-                raise DeadlineExceeded(f"this replica has applied {self.machine.applied_index}, "
-                                       f"not yet min_index {read.min_index}")
+                raise DeadlineExceeded(
+                    f"this replica has applied {self.machine.applied_index}, not yet min_index {read.min_index}"
+                )
             return
         if self.node.unsafe_local_reads:
             return  # test-only mode, see Node; never in production configs
         self.node.barrier.wait(timeout)
 
-    def _write(self, method: str, request, context: grpc.ServicerContext,  # noqa: ANN001
-               build: Callable[[command_pb2.Command, int], None], *,
-               timeout: float | None = None) -> command_pb2.ApplyResult:
+    def _write(
+        self,
+        method: str,
+        request,
+        context: grpc.ServicerContext,  # noqa: ANN001
+        build: Callable[[command_pb2.Command, int], None],
+        *,
+        timeout: float | None = None,
+    ) -> command_pb2.ApplyResult:
         """Forward to the leader, or stamp, propose and wait for the apply result."""
         workflow.validate_request_id(request.request_id)
         if not self.node.replica.is_leader():
@@ -91,22 +98,28 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         build(cmd, now)
         payload = cmd.SerializeToString()
         if len(payload) > self.config.limits.max_state_bytes + 64 * 1024:
-            raise ResourceExhausted(f"the request is {len(payload)} bytes; the state size cap is "
-                                    f"{self.config.limits.max_state_bytes} bytes (limits.max_state_bytes)")
+            raise ResourceExhausted(
+                f"the request is {len(payload)} bytes; the state size cap is "
+                f"{self.config.limits.max_state_bytes} bytes (limits.max_state_bytes)"
+            )
         result = self.machine._dedup_hit(cmd)  # a retry of an applied request: answer at once
         if result is None:
             result = self.node.replica.propose(payload, self._timeout(context) if timeout is None else timeout)
         if result.code != 0:
-            raise error_for_code(result.code, result.message, current_version=result.current_version
-                                 if result.code == grpc.StatusCode.ABORTED.value[0] else None)
+            raise error_for_code(
+                result.code,
+                result.message,
+                current_version=result.current_version if result.code == grpc.StatusCode.ABORTED.value[0] else None,
+            )
         return result
 
     def _forwarding(self, method: str, request, context, handler):  # noqa: ANN001, ANN202
         try:
             return handler()
         except _Forward:
-            return self.node.forwarder.forward(method, request, context,
-                                               self.node.leader_grpc(self.node.replica.leader_address()))
+            return self.node.forwarder.forward(
+                method, request, context, self.node.leader_grpc(self.node.replica.leader_address())
+            )
 
     def _check_state_size(self, workflow_id: str, step: str, variables, labels) -> None:  # noqa: ANN001
         probe = state_pb2.WorkflowState(workflow_id=workflow_id, version=1, current_step=step)
@@ -114,8 +127,10 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         probe.metadata.labels.update(labels)
         size = probe.ByteSize()
         if size > self.config.limits.max_state_bytes:
-            raise ResourceExhausted(f"state of {workflow_id!r} would be {size} bytes; the cap is "
-                                    f"{self.config.limits.max_state_bytes} (limits.max_state_bytes)")
+            raise ResourceExhausted(
+                f"state of {workflow_id!r} would be {size} bytes; the cap is "
+                f"{self.config.limits.max_state_bytes} (limits.max_state_bytes)"
+            )
 
     # ---- writes --------------------------------------------------------------------------------
 
@@ -139,6 +154,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         def run():  # noqa: ANN202
             result = self._write("PersistState", request, context, build)
             return state_pb2.PersistStateResponse(state=result.state, header=self._header())
+
         return self._forwarding("PersistState", request, context, run)
 
     @handles_errors
@@ -153,9 +169,12 @@ class StateService(state_pb2_grpc.StateServiceServicer):
 
         def run():  # noqa: ANN202
             result = self._write("DeleteWorkflow", request, context, build)
-            return state_pb2.DeleteWorkflowResponse(deleted_version=result.deleted.deleted_version,
-                                                    deleted_checkpoints=result.deleted.deleted_checkpoints,
-                                                    header=self._header())
+            return state_pb2.DeleteWorkflowResponse(
+                deleted_version=result.deleted.deleted_version,
+                deleted_checkpoints=result.deleted.deleted_checkpoints,
+                header=self._header(),
+            )
+
         return self._forwarding("DeleteWorkflow", request, context, run)
 
     @handles_errors
@@ -175,6 +194,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         def run():  # noqa: ANN202
             result = self._write("CreateCheckpoint", request, context, build)
             return state_pb2.CreateCheckpointResponse(checkpoint=result.checkpoint, header=self._header())
+
         return self._forwarding("CreateCheckpoint", request, context, run)
 
     @handles_errors
@@ -189,12 +209,15 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             # The leader reads and verifies the checkpoint; its content travels in the command.
             cp = self.machine.get_checkpoint(request.workflow_id, request.checkpoint_id)
             if cp is None:
-                raise NotFound(f"checkpoint {request.checkpoint_id!r} of workflow {request.workflow_id!r} "
-                               "does not exist")
+                raise NotFound(
+                    f"checkpoint {request.checkpoint_id!r} of workflow {request.workflow_id!r} does not exist"
+                )
             actual = workflow.checksum(cp.state)
             if actual != cp.checksum:
-                raise DataLoss(f"checkpoint {cp.id!r} is corrupt: its checksum is {cp.checksum[:16]}…, its "
-                               f"content hashes to {actual[:16]}…; refusing to restore it")
+                raise DataLoss(
+                    f"checkpoint {cp.id!r} is corrupt: its checksum is {cp.checksum[:16]}…, its "
+                    f"content hashes to {actual[:16]}…; refusing to restore it"
+                )
             op = cmd.recover
             op.workflow_id, op.checkpoint_id = request.workflow_id, request.checkpoint_id
             op.current_step = cp.state.current_step
@@ -207,6 +230,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             timeout = min(self._timeout(context), self.config.recovery.max_recovery_time)
             result = self._write("RecoverFromCheckpoint", request, context, build, timeout=timeout)
             return state_pb2.RecoverFromCheckpointResponse(state=result.state, header=self._header())
+
         return self._forwarding("RecoverFromCheckpoint", request, context, run)
 
     # ---- reads ---------------------------------------------------------------------------------
@@ -231,10 +255,18 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         self._read(request.read, context)
         states, token = self.machine.list_workflows(request.prefix, request.limit or 100, request.page_token)
         return state_pb2.ListWorkflowsResponse(
-            workflows=[state_pb2.WorkflowSummary(workflow_id=s.workflow_id, version=s.version,
-                                                 current_step=s.current_step, updated_at=s.metadata.updated_at)
-                       for s in states],
-            next_page_token=token, header=self._header())
+            workflows=[
+                state_pb2.WorkflowSummary(
+                    workflow_id=s.workflow_id,
+                    version=s.version,
+                    current_step=s.current_step,
+                    updated_at=s.metadata.updated_at,
+                )
+                for s in states
+            ],
+            next_page_token=token,
+            header=self._header(),
+        )
 
     @handles_errors
     def ListCheckpoints(self, request: state_pb2.ListCheckpointsRequest, context):  # noqa: ANN001, N802
@@ -255,8 +287,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         self._read(request.read, context)
         cp = self.machine.get_checkpoint(request.workflow_id, request.checkpoint_id)
         if cp is None:
-            raise NotFound(f"checkpoint {request.checkpoint_id!r} of workflow {request.workflow_id!r} "
-                           "does not exist")
+            raise NotFound(f"checkpoint {request.checkpoint_id!r} of workflow {request.workflow_id!r} does not exist")
         return state_pb2.GetCheckpointResponse(checkpoint=cp, header=self._header())
 
     @handles_errors
@@ -268,10 +299,16 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         state = self.machine.get_state(request.workflow_id)
         replica = self.node.replica
         return state_pb2.SynchronizeStateResponse(
-            node_id=self.config.cluster.node_id, leader_id=self.node.leader_id() or "",
-            applied_index_before=before, applied_index_after=self.machine.applied_index,
-            leader_commit_index=replica.raftCommitIndex, version=state.version if state else 0,
-            exists=state is not None, duration_ms=(time.monotonic() - started) * 1000, header=self._header())
+            node_id=self.config.cluster.node_id,
+            leader_id=self.node.leader_id() or "",
+            applied_index_before=before,
+            applied_index_after=self.machine.applied_index,
+            leader_commit_index=replica.raftCommitIndex,
+            version=state.version if state else 0,
+            exists=state is not None,
+            duration_ms=(time.monotonic() - started) * 1000,
+            header=self._header(),
+        )
 
     @handles_errors
     def ValidateState(self, request: state_pb2.ValidateStateRequest, context):  # noqa: ANN001, N802
@@ -289,8 +326,10 @@ class StateService(state_pb2_grpc.StateServiceServicer):
 
         actual = workflow.checksum(state)
         if actual != state.metadata.checksum:
-            problem("CHECKSUM_MISMATCH", f"stored checksum {state.metadata.checksum[:16]}… but the state hashes "
-                                         f"to {actual[:16]}…")
+            problem(
+                "CHECKSUM_MISMATCH",
+                f"stored checksum {state.metadata.checksum[:16]}… but the state hashes to {actual[:16]}…",
+            )
         history = self.machine.history(wid)
         for prev, cur in zip(history, history[1:], strict=False):
             if cur.version != prev.version + 1:
@@ -298,24 +337,36 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         if not history:
             problem("HISTORY_MISMATCH", "the workflow has no history entries")
         elif history[-1].version != state.version or history[-1].step != state.current_step:
-            problem("HISTORY_MISMATCH", f"last history entry is version {history[-1].version} step "
-                                        f"{history[-1].step!r}; the state is version {state.version} step "
-                                        f"{state.current_step!r}")
+            problem(
+                "HISTORY_MISMATCH",
+                f"last history entry is version {history[-1].version} step "
+                f"{history[-1].step!r}; the state is version {state.version} step "
+                f"{state.current_step!r}",
+            )
         checkpoints = self.machine.checkpoints(wid)
         for cp in checkpoints:
             if workflow.checksum(cp.state) != cp.checksum or cp.state.version != cp.version:
                 problem("CHECKPOINT_CORRUPT", f"checkpoint {cp.id} does not match its checksum")
         replicas = self._compare_replicas(wid, problem)
         return state_pb2.ValidateStateResponse(
-            valid=not problems, problems=problems, version=state.version, checksum=state.metadata.checksum,
-            checkpoints_checked=len(checkpoints), history_entries_checked=len(history), replicas=replicas,
-            header=self._header())
+            valid=not problems,
+            problems=problems,
+            version=state.version,
+            checksum=state.metadata.checksum,
+            checkpoints_checked=len(checkpoints),
+            history_entries_checked=len(history),
+            replicas=replicas,
+            header=self._header(),
+        )
 
     def _compare_replicas(self, workflow_id: str, problem) -> list[state_pb2.ReplicaDigest]:  # noqa: ANN001
         index = self.machine.applied_index
         exists, version, digest = self.machine.digest(workflow_id)
-        out = [state_pb2.ReplicaDigest(node_id=self.config.cluster.node_id, reachable=True, applied_index=index,
-                                       version=version, digest=digest)]
+        out = [
+            state_pb2.ReplicaDigest(
+                node_id=self.config.cluster.node_id, reachable=True, applied_index=index, version=version, digest=digest
+            )
+        ]
         request = command_pb2.WorkflowDigestRequest(workflow_id=workflow_id, min_index=index)
         for peer in self.config.cluster.peers:
             try:
@@ -323,19 +374,32 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             except grpc.RpcError as err:
                 out.append(state_pb2.ReplicaDigest(node_id=peer.node_id, reachable=False, error=err.details() or ""))
                 continue
-            out.append(state_pb2.ReplicaDigest(node_id=peer.node_id, reachable=True,
-                                               applied_index=reply.applied_index, version=reply.version,
-                                               digest=reply.digest))
+            out.append(
+                state_pb2.ReplicaDigest(
+                    node_id=peer.node_id,
+                    reachable=True,
+                    applied_index=reply.applied_index,
+                    version=reply.version,
+                    digest=reply.digest,
+                )
+            )
             if reply.applied_index == index or reply.version == version:
                 if reply.digest != digest:
-                    problem("REPLICA_DIVERGED", f"at version {version}, {peer.node_id} holds different data "
-                                                f"(digest {reply.digest[:16]}… vs {digest[:16]}…)", peer.node_id)
+                    problem(
+                        "REPLICA_DIVERGED",
+                        f"at version {version}, {peer.node_id} holds different data "
+                        f"(digest {reply.digest[:16]}… vs {digest[:16]}…)",
+                        peer.node_id,
+                    )
             else:
                 # The workflow changed between the two reads: compare only equal versions.
                 _, version_now, digest_now = self.machine.digest(workflow_id)
                 if version_now == reply.version and digest_now != reply.digest:
-                    problem("REPLICA_DIVERGED", f"at version {version_now}, {peer.node_id} holds different data",
-                            peer.node_id)
+                    problem(
+                        "REPLICA_DIVERGED",
+                        f"at version {version_now}, {peer.node_id} holds different data",
+                        peer.node_id,
+                    )
         del exists
         return out
 
@@ -361,6 +425,10 @@ class NodeService(command_pb2_grpc.NodeServiceServicer):
         if not machine.wait_applied(request.min_index, timeout):
             raise DeadlineExceeded(f"replica at {machine.applied_index}, behind {request.min_index}")
         exists, version, digest = machine.digest(request.workflow_id)
-        return command_pb2.WorkflowDigestResponse(node_id=self.node.config.cluster.node_id,
-                                                  applied_index=machine.applied_index, exists=exists,
-                                                  version=version, digest=digest)
+        return command_pb2.WorkflowDigestResponse(
+            node_id=self.node.config.cluster.node_id,
+            applied_index=machine.applied_index,
+            exists=exists,
+            version=version,
+            digest=digest,
+        )

@@ -83,8 +83,9 @@ class RocksStore:
     def get(self, cf: str, key: bytes) -> bytes | None:
         return self._cfs[cf].get(key)
 
-    def scan(self, cf: str, prefix: bytes = b"", *, start: bytes | None = None,
-             reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def scan(
+        self, cf: str, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Records whose key starts with `prefix`, in key order (from `start` if given)."""
         view = self._cfs[cf]
         if reverse:

@@ -1,0 +1,478 @@
+"""`cairn`: the operator's command line (state, checkpoints, recover, sync, validate, status, cluster, bench)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .client import DEFAULT_ENDPOINTS, Client
+from .errors import CairnError
+
+ENDPOINTS_ENV = "CAIRN_ENDPOINTS"
+console = Console()
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "raw"}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _emit(ctx: click.Context, value: Any, render: Callable[[Any], None]) -> None:
+    if ctx.obj["json"]:
+        click.echo(json.dumps(_jsonable(value), indent=2, sort_keys=True))
+    else:
+        render(value)
+
+
+def _client(ctx: click.Context) -> Client:
+    return Client(ctx.obj["endpoints"], timeout=ctx.obj["timeout"])
+
+
+def _common(f: Callable) -> Callable:
+    """--endpoints, --json and --timeout on every command, at any position."""
+    f = click.option(
+        "--endpoints",
+        envvar=ENDPOINTS_ENV,
+        default=",".join(DEFAULT_ENDPOINTS),
+        show_default=True,
+        help=f"comma-separated gRPC endpoints (env {ENDPOINTS_ENV})",
+    )(f)
+    f = click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")(f)
+    f = click.option("--timeout", type=float, default=10.0, show_default=True, help="overall deadline, seconds")(f)
+
+    def wrapper(endpoints: str, as_json: bool, timeout: float, **kwargs: Any) -> None:
+        ctx = click.get_current_context()
+        ctx.obj = {"endpoints": endpoints, "json": as_json, "timeout": timeout}
+        try:
+            ctx.invoke(f, endpoints=endpoints, as_json=as_json, timeout=timeout, **kwargs)
+        except CairnError as err:
+            if as_json:
+                click.echo(json.dumps({"error": err.code, "message": err.message}), err=False)
+            else:
+                console.print(f"[red]error[/red] {err.code}: {err.message}", highlight=False)
+            sys.exit(1)
+
+    return functools.wraps(f)(wrapper)
+
+
+def _state_table(s: Any) -> None:
+    table = Table(title=f"workflow {s.workflow_id}", show_header=False)
+    table.add_row("version", str(s.version))
+    table.add_row("current_step", s.current_step)
+    table.add_row("variables", json.dumps(s.variables, sort_keys=True))
+    table.add_row("labels", json.dumps(s.metadata.labels, sort_keys=True))
+    table.add_row("checksum", s.metadata.checksum)
+    table.add_row("created / updated", f"{s.metadata.created_at} / {s.metadata.updated_at}")
+    if s.checkpoint:
+        table.add_row("latest checkpoint", f"{s.checkpoint.id} (version {s.checkpoint.version})")
+    table.add_row("served by", f"{s.served_by} at index {s.applied_index}")
+    console.print(table)
+    if s.history:
+        hist = Table(title="history")
+        for col in ("version", "kind", "step", "changed keys", "time", "request id"):
+            hist.add_column(col)
+        for h in s.history:
+            hist.add_row(
+                str(h.version),
+                h.kind + (f" {h.checkpoint_id}" if h.checkpoint_id else ""),
+                h.step,
+                ",".join(h.changed_keys),
+                str(h.time),
+                h.request_id,
+            )
+        console.print(hist)
+
+
+def _checkpoint_table(cps: list) -> None:
+    table = Table(title="checkpoints")
+    for col in ("id", "version", "timestamp", "checksum"):
+        table.add_column(col)
+    for cp in cps:
+        table.add_row(cp.id, str(cp.version), str(cp.timestamp), cp.checksum)
+    console.print(table)
+
+
+@click.group()
+@click.version_option(package_name="cairn")
+def main() -> None:
+    """Cairn: a replicated workflow-state engine."""
+
+
+# ---- state ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def state() -> None:
+    """Read and write workflow state."""
+
+
+@state.command("put")
+@click.argument("workflow_id")
+@click.option("--step", default="", help="the workflow's current step")
+@click.option("--vars", "variables", default=None, help="variables as a JSON object")
+@click.option("--vars-file", type=click.File("r"), default=None, help="variables from a JSON file (- for stdin)")
+@click.option("--label", "labels", multiple=True, help="key=value (repeatable)")
+@click.option("--expected-version", type=int, default=None, help="compare-and-swap; 0 = create only")
+@click.option("--request-id", default=None, help="idempotency key (one is made if omitted)")
+@_common
+def state_put(
+    workflow_id: str,
+    step: str,
+    variables: str | None,
+    vars_file: Any,
+    labels: tuple[str, ...],
+    expected_version: int | None,
+    request_id: str | None,
+    **_: Any,
+) -> None:
+    """Write a new version of WORKFLOW_ID's state."""
+    ctx = click.get_current_context()
+    try:
+        parsed = json.load(vars_file) if vars_file else (json.loads(variables) if variables else {})
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--vars") from None
+    label_map = {}
+    for item in labels:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--label")
+        label_map[key] = value
+    with _client(ctx) as c:
+        result = c.persist_state(
+            workflow_id,
+            current_step=step,
+            variables=parsed,
+            labels=label_map,
+            expected_version=expected_version,
+            request_id=request_id,
+        )
+    _emit(ctx, result, _state_table)
+
+
+@state.command("get")
+@click.argument("workflow_id")
+@click.option("--serializable", is_flag=True, help="read the answering node's replica without a read barrier")
+@click.option("--history/--no-history", default=True, show_default=True)
+@_common
+def state_get(workflow_id: str, serializable: bool, history: bool, **_: Any) -> None:
+    """Show WORKFLOW_ID's current state (linearizable by default)."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.get_state(
+            workflow_id, consistency="serializable" if serializable else "linearizable", include_history=history
+        )
+    _emit(ctx, result, _state_table)
+
+
+@state.command("list")
+@click.option("--prefix", default="", help="only ids starting with this")
+@click.option("--limit", type=int, default=100, show_default=True)
+@_common
+def state_list(prefix: str, limit: int, **_: Any) -> None:
+    """List workflows in id order."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.list_workflows(prefix, limit=limit)
+
+    def render(items: list) -> None:
+        table = Table(title=f"{len(items)} workflows")
+        for col in ("workflow id", "version", "step", "updated"):
+            table.add_column(col)
+        for w in items:
+            table.add_row(w.workflow_id, str(w.version), w.current_step, str(w.updated_at))
+        console.print(table)
+
+    _emit(ctx, result, render)
+
+
+@state.command("delete")
+@click.argument("workflow_id")
+@click.option("--expected-version", type=int, default=None)
+@_common
+def state_delete(workflow_id: str, expected_version: int | None, **_: Any) -> None:
+    """Delete WORKFLOW_ID with its history and checkpoints."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.delete_workflow(workflow_id, expected_version=expected_version)
+    _emit(
+        ctx,
+        result,
+        lambda r: console.print(
+            f"deleted {r.workflow_id} at version {r.deleted_version} ({r.deleted_checkpoints} checkpoints)"
+        ),
+    )
+
+
+# ---- checkpoints, recover, sync, validate --------------------------------------------------------
+
+
+@main.group()
+def checkpoint() -> None:
+    """Create and inspect checkpoints."""
+
+
+@checkpoint.command("create")
+@click.argument("workflow_id")
+@_common
+def checkpoint_create(workflow_id: str, **_: Any) -> None:
+    """Capture WORKFLOW_ID's whole state with a checksum."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.create_checkpoint(workflow_id)
+    _emit(ctx, result, lambda cp: _checkpoint_table([cp]))
+
+
+@checkpoint.command("list")
+@click.argument("workflow_id")
+@_common
+def checkpoint_list(workflow_id: str, **_: Any) -> None:
+    """List WORKFLOW_ID's checkpoints, oldest first."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.list_checkpoints(workflow_id)
+    _emit(ctx, result, _checkpoint_table)
+
+
+@checkpoint.command("get")
+@click.argument("workflow_id")
+@click.argument("checkpoint_id")
+@_common
+def checkpoint_get(workflow_id: str, checkpoint_id: str, **_: Any) -> None:
+    """Show one checkpoint with its captured state."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.get_checkpoint(workflow_id, checkpoint_id)
+
+    def render(cp: Any) -> None:
+        _checkpoint_table([cp])
+        if cp.state:
+            _state_table(cp.state)
+
+    _emit(ctx, result, render)
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.argument("checkpoint_id")
+@click.option("--expected-version", type=int, default=None)
+@_common
+def recover(workflow_id: str, checkpoint_id: str, expected_version: int | None, **_: Any) -> None:
+    """Restore WORKFLOW_ID to CHECKPOINT_ID's state, as a new version."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.recover_from_checkpoint(workflow_id, checkpoint_id, expected_version=expected_version)
+    _emit(ctx, result, _state_table)
+
+
+@main.command()
+@click.argument("workflow_id")
+@_common
+def sync(workflow_id: str, **_: Any) -> None:
+    """Bring the answering node up to the leader's commit index."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.synchronize_state(workflow_id)
+    _emit(
+        ctx,
+        result,
+        lambda r: console.print(
+            f"{r.node_id} (leader {r.leader_id}) applied {r.applied_index_before} -> {r.applied_index_after}, "
+            f"leader commit {r.leader_commit_index}; {r.workflow_id} at version {r.version}; {r.duration_ms:.1f} ms"
+        ),
+    )
+
+
+@main.command()
+@click.argument("workflow_id")
+@_common
+def validate(workflow_id: str, **_: Any) -> None:
+    """Check checksums, history, checkpoints and replica agreement; exit 1 on any problem."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.validate_state(workflow_id)
+
+    def render(r: Any) -> None:
+        verdict = "[green]valid[/green]" if r.valid else f"[red]{len(r.problems)} problem(s)[/red]"
+        console.print(
+            f"{r.workflow_id} version {r.version}: {verdict} "
+            f"({r.history_entries_checked} history entries, {r.checkpoints_checked} checkpoints)"
+        )
+        for p in r.problems:
+            console.print(f"  {p.code} on {p.node_id}: {p.message}", highlight=False)
+        table = Table(title="replicas")
+        for col in ("node", "reachable", "applied index", "version", "digest"):
+            table.add_column(col)
+        for d in r.replicas:
+            table.add_row(
+                d.node_id,
+                "yes" if d.reachable else f"no ({d.error})",
+                str(d.applied_index),
+                str(d.version),
+                d.digest[:16],
+            )
+        console.print(table)
+
+    _emit(ctx, result, render)
+    if not result.valid:
+        sys.exit(1)
+
+
+@main.command()
+@_common
+def status(**_: Any) -> None:
+    """Each node's role, leader, term, commit and applied index, members and health."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.cluster_status()
+
+    def render(r: Any) -> None:
+        table = Table(title="cluster status")
+        for col in (
+            "endpoint",
+            "node",
+            "role",
+            "leader",
+            "term",
+            "commit",
+            "applied",
+            "log",
+            "snapshot",
+            "members connected",
+            "health",
+        ):
+            table.add_column(col)
+        for n in r.nodes:
+            connected = sum(1 for m in n.members if m.connected)
+            table.add_row(
+                n.endpoint,
+                n.node_id,
+                n.role,
+                n.leader_id,
+                str(n.term),
+                str(n.commit_index),
+                str(n.applied_index),
+                str(n.log_entries),
+                str(n.snapshot_index),
+                f"{connected}/{len(n.members)}",
+                "ok" if n.healthy else n.error[:60],
+            )
+        console.print(table)
+
+    _emit(ctx, result, render)
+    if not result.healthy:
+        sys.exit(1)
+
+
+# ---- running nodes -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--insecure", is_flag=True, help="allow a multi-node cluster without a cluster secret (unsafe)")
+@click.option("--log-level", default="INFO", show_default=True)
+def node(config_path: str, insecure: bool, log_level: str) -> None:
+    """Run one node from a YAML configuration file."""
+    from cairn_server.__main__ import main as node_main
+
+    args = ["--config", config_path, "--log-level", log_level] + (["--insecure"] if insecure else [])
+    sys.exit(node_main(args))
+
+
+@main.group()
+def cluster() -> None:
+    """Run a local cluster."""
+
+
+@cluster.command("up")
+@click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option("--data-dir", default="./data", show_default=True)
+@click.option("--base-port", type=click.IntRange(1024, 65000), default=50051, show_default=True)
+def cluster_up(nodes: int, data_dir: str, base_port: int) -> None:
+    """Start NODES node processes on 127.0.0.1 (gRPC on base-port, base-port+1, ...) until Ctrl-C."""
+    from cairn_server.local_cluster import run_cluster_up
+
+    sys.exit(run_cluster_up(nodes, data_dir, base_port, echo=click.echo))
+
+
+@main.command()
+@click.option(
+    "--endpoints",
+    envvar=ENDPOINTS_ENV,
+    default=None,
+    help="target a running cluster (default: start a fresh local 3-node cluster)",
+)
+@click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option(
+    "--ops", default="persist,cas,get,checkpoint,recover,sync", show_default=True, help="which operations to measure"
+)
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=1, show_default=True)
+@click.option("--value-size", type=click.IntRange(0, 4 * 1024 * 1024), default=1024, show_default=True)
+@click.option("--duration", type=float, default=5.0, show_default=True, help="seconds per operation")
+@click.option("--workflows", type=click.IntRange(1, 100000), default=100, show_default=True)
+@click.option("--durability", type=click.Choice(["fsync", "process"]), default="fsync", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench(
+    endpoints: str | None,
+    nodes: int,
+    ops: str,
+    concurrency: int,
+    value_size: int,
+    duration: float,
+    workflows: int,
+    durability: str,
+    as_json: bool,
+) -> None:
+    """Measure ops/s and latency percentiles against a cluster."""
+    from .bench import run_bench
+
+    results = run_bench(
+        endpoints=endpoints,
+        nodes=nodes,
+        ops=[o.strip() for o in ops.split(",") if o.strip()],
+        concurrency=concurrency,
+        value_size=value_size,
+        duration=duration,
+        workflows=workflows,
+        durability=durability,
+        echo=(lambda *_: None) if as_json else console.print,
+    )
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+        return
+    table = Table(title=f"cairn bench: concurrency {concurrency}, {value_size} B values, {durability}")
+    for col in ("op", "ops", "errors", "ops/s", "p50 ms", "p90 ms", "p99 ms", "max ms"):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(
+            r.op,
+            str(r.count),
+            str(r.errors),
+            f"{r.ops_per_sec:,.0f}",
+            f"{r.p50_ms:.2f}",
+            f"{r.p90_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            f"{r.max_ms:.2f}",
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,396 @@
+"""The ergonomic Python client: any node's address works; it finds and follows the leader.
+
+Every write carries a request id (made here unless you pass one). When a write's outcome is
+unknown (timeout, leader change, lost connection) the client retries it with the same id until
+its deadline: the cluster applies it at most once and a retry returns the first result.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+import grpc
+
+from .errors import (
+    CairnError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    UnavailableError,
+    from_rpc_error,
+)
+from .types import (
+    Checkpoint,
+    ClusterStatus,
+    DeleteResult,
+    NodeStatus,
+    Problem,
+    ReplicaDigest,
+    SyncResult,
+    ValidationResult,
+    WorkflowState,
+    WorkflowSummary,
+)
+from .v1 import cluster_pb2, cluster_pb2_grpc, state_pb2, state_pb2_grpc
+from .values import to_struct
+
+Consistency = Literal["linearizable", "serializable"]
+DEFAULT_ENDPOINTS = ("127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:50053")
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_T = TypeVar("_T")
+
+
+def _read_options(consistency: Consistency, min_index: int) -> state_pb2.ReadOptions:
+    if consistency not in ("linearizable", "serializable"):
+        raise InvalidArgumentError(f"consistency must be 'linearizable' or 'serializable', got {consistency!r}")
+    level = state_pb2.LINEARIZABLE if consistency == "linearizable" else state_pb2.SERIALIZABLE
+    return state_pb2.ReadOptions(consistency=level, min_index=min_index)
+
+
+def _expected(value: int | None) -> dict[str, int]:
+    if value is None:
+        return {}
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(f"expected_version must be a whole number >= 0, got {value!r}")
+    return {"expected_version": value}
+
+
+class Client:
+    """A connection to a Cairn cluster through any subset of its nodes."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str] | str = DEFAULT_ENDPOINTS,
+        *,
+        timeout: float = 10.0,
+        attempt_timeout: float = 3.0,
+        credentials: grpc.ChannelCredentials | None = None,
+    ):
+        if isinstance(endpoints, str):
+            endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
+        if not endpoints:
+            raise InvalidArgumentError("at least one endpoint is needed")
+        self.endpoints = list(endpoints)
+        self.timeout = timeout
+        self.attempt_timeout = attempt_timeout
+        self._credentials = credentials
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+        self._leader: str | None = None
+        self._rr = random.randrange(len(self.endpoints))
+
+    # ---- plumbing ------------------------------------------------------------------------------
+
+    def _channel(self, endpoint: str) -> grpc.Channel:
+        with self._lock:
+            channel = self._channels.get(endpoint)
+            if channel is None:
+                channel = (
+                    grpc.secure_channel(endpoint, self._credentials)
+                    if self._credentials
+                    else grpc.insecure_channel(endpoint)
+                )
+                self._channels[endpoint] = channel
+            return channel
+
+    def _order(self) -> list[str]:
+        with self._lock:
+            self._rr = (self._rr + 1) % len(self.endpoints)
+            rotated = self.endpoints[self._rr :] + self.endpoints[: self._rr]
+            leader = self._leader
+        if leader:
+            return [leader] + [e for e in rotated if e != leader]
+        return rotated
+
+    def _note_leader(self, address: str | None) -> None:
+        if address:
+            with self._lock:
+                self._leader = address
+
+    def _call(
+        self,
+        service: Literal["state", "cluster"],
+        method: str,
+        request: Any,
+        timeout: float | None,
+        endpoint: str | None = None,
+    ) -> Any:
+        """Call with retries on UNAVAILABLE/DEADLINE_EXCEEDED until the overall deadline."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        last: CairnError | None = None
+        backoff = 0.02
+        while True:
+            candidates = [endpoint] if endpoint else self._order()
+            for target in candidates:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise last or DeadlineExceededError("no node answered before the deadline")
+                stub_cls = (
+                    state_pb2_grpc.StateServiceStub if service == "state" else cluster_pb2_grpc.ClusterServiceStub
+                )
+                stub = stub_cls(self._channel(target))
+                try:
+                    response = getattr(stub, method)(request, timeout=min(left, max(self.attempt_timeout, 0.05)))
+                except grpc.RpcError as err:
+                    error = from_rpc_error(err)
+                    if err.code() not in _RETRYABLE:
+                        raise error from None
+                    last = error
+                    if error.leader and error.leader != target and not endpoint:
+                        self._note_leader(error.leader)
+                        break  # go straight to the hinted leader
+                    if target == self._leader:
+                        with self._lock:
+                            self._leader = None
+                    continue
+                header = getattr(response, "header", None)
+                if header is not None and header.leader_grpc_address and header.leader_grpc_address in self.endpoints:
+                    self._note_leader(header.leader_grpc_address)
+                return response
+            if endpoint and last is None:
+                raise UnavailableError(f"{endpoint} did not answer")
+            sleep = min(backoff, max(0.0, deadline - time.monotonic()))
+            time.sleep(sleep * (0.5 + random.random()))
+            backoff = min(backoff * 2, 0.5)
+
+    @staticmethod
+    def new_request_id() -> str:
+        return uuid.uuid4().hex
+
+    # ---- writes --------------------------------------------------------------------------------
+
+    def persist_state(
+        self,
+        workflow_id: str,
+        *,
+        current_step: str = "",
+        variables: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        expected_version: int | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> WorkflowState:
+        """Write a new version of the workflow's state (persistState)."""
+        request = state_pb2.PersistStateRequest(
+            workflow_id=workflow_id,
+            current_step=current_step,
+            variables=to_struct(variables),
+            labels=dict(labels or {}),
+            request_id=request_id or self.new_request_id(),
+            **_expected(expected_version),
+        )
+        response = self._call("state", "PersistState", request, timeout)
+        return WorkflowState.from_proto(response.state, response.header)
+
+    def delete_workflow(
+        self,
+        workflow_id: str,
+        *,
+        expected_version: int | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> DeleteResult:
+        request = state_pb2.DeleteWorkflowRequest(
+            workflow_id=workflow_id, request_id=request_id or self.new_request_id(), **_expected(expected_version)
+        )
+        response = self._call("state", "DeleteWorkflow", request, timeout)
+        return DeleteResult(workflow_id, response.deleted_version, response.deleted_checkpoints)
+
+    def create_checkpoint(
+        self, workflow_id: str, *, request_id: str | None = None, timeout: float | None = None
+    ) -> Checkpoint:
+        """Capture the whole current state with a SHA-256 checksum (createCheckpoint)."""
+        request = state_pb2.CreateCheckpointRequest(
+            workflow_id=workflow_id, request_id=request_id or self.new_request_id()
+        )
+        return Checkpoint.from_proto(self._call("state", "CreateCheckpoint", request, timeout).checkpoint)
+
+    def recover_from_checkpoint(
+        self,
+        workflow_id: str,
+        checkpoint_id: str,
+        *,
+        expected_version: int | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> WorkflowState:
+        """Verify the checkpoint, then make its state current as a new version (recoverFromCheckpoint)."""
+        request = state_pb2.RecoverFromCheckpointRequest(
+            workflow_id=workflow_id,
+            checkpoint_id=checkpoint_id,
+            request_id=request_id or self.new_request_id(),
+            **_expected(expected_version),
+        )
+        response = self._call("state", "RecoverFromCheckpoint", request, timeout)
+        return WorkflowState.from_proto(response.state, response.header)
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    def get_state(
+        self,
+        workflow_id: str,
+        *,
+        consistency: Consistency = "linearizable",
+        min_index: int = 0,
+        include_history: bool = True,
+        timeout: float | None = None,
+        endpoint: str | None = None,
+    ) -> WorkflowState:
+        request = state_pb2.GetStateRequest(
+            workflow_id=workflow_id, read=_read_options(consistency, min_index), include_history=include_history
+        )
+        response = self._call("state", "GetState", request, timeout, endpoint)
+        return WorkflowState.from_proto(response.state, response.header)
+
+    def list_workflows(
+        self,
+        prefix: str = "",
+        *,
+        limit: int | None = None,
+        page_size: int = 500,
+        consistency: Consistency = "linearizable",
+        timeout: float | None = None,
+    ) -> list[WorkflowSummary]:
+        """Every workflow whose id starts with `prefix`, in id order (paged underneath)."""
+        out: list[WorkflowSummary] = []
+        token = ""
+        while True:
+            size = page_size if limit is None else min(page_size, limit - len(out))
+            request = state_pb2.ListWorkflowsRequest(
+                prefix=prefix, limit=size, page_token=token, read=_read_options(consistency, 0)
+            )
+            response = self._call("state", "ListWorkflows", request, timeout)
+            out.extend(
+                WorkflowSummary(
+                    w.workflow_id,
+                    w.version,
+                    w.current_step,
+                    w.updated_at.ToDatetime() if w.updated_at.seconds else None,
+                )
+                for w in response.workflows
+            )
+            token = response.next_page_token
+            if not token or (limit is not None and len(out) >= limit):
+                return out
+
+    def list_checkpoints(
+        self,
+        workflow_id: str,
+        *,
+        include_state: bool = False,
+        consistency: Consistency = "linearizable",
+        timeout: float | None = None,
+    ) -> list[Checkpoint]:
+        request = state_pb2.ListCheckpointsRequest(
+            workflow_id=workflow_id, include_state=include_state, read=_read_options(consistency, 0)
+        )
+        return [Checkpoint.from_proto(c) for c in self._call("state", "ListCheckpoints", request, timeout).checkpoints]
+
+    def get_checkpoint(
+        self,
+        workflow_id: str,
+        checkpoint_id: str,
+        *,
+        consistency: Consistency = "linearizable",
+        timeout: float | None = None,
+    ) -> Checkpoint:
+        request = state_pb2.GetCheckpointRequest(
+            workflow_id=workflow_id, checkpoint_id=checkpoint_id, read=_read_options(consistency, 0)
+        )
+        return Checkpoint.from_proto(self._call("state", "GetCheckpoint", request, timeout).checkpoint)
+
+    def synchronize_state(
+        self, workflow_id: str, *, timeout: float | None = None, endpoint: str | None = None
+    ) -> SyncResult:
+        """Bring the answering node up to the leader's commit index (synchronizeState)."""
+        r = self._call(
+            "state", "SynchronizeState", state_pb2.SynchronizeStateRequest(workflow_id=workflow_id), timeout, endpoint
+        )
+        return SyncResult(
+            workflow_id,
+            r.node_id,
+            r.leader_id,
+            r.applied_index_before,
+            r.applied_index_after,
+            r.leader_commit_index,
+            r.version,
+            r.exists,
+            r.duration_ms,
+        )
+
+    def validate_state(
+        self, workflow_id: str, *, timeout: float | None = None, endpoint: str | None = None
+    ) -> ValidationResult:
+        """Checksums, history, checkpoints and replica agreement (validateState)."""
+        r = self._call(
+            "state", "ValidateState", state_pb2.ValidateStateRequest(workflow_id=workflow_id), timeout, endpoint
+        )
+        return ValidationResult(
+            workflow_id,
+            r.valid,
+            [Problem(p.code, p.message, p.node_id) for p in r.problems],
+            r.version,
+            r.checksum,
+            r.checkpoints_checked,
+            r.history_entries_checked,
+            [ReplicaDigest(d.node_id, d.reachable, d.applied_index, d.version, d.digest, d.error) for d in r.replicas],
+        )
+
+    # ---- cluster -------------------------------------------------------------------------------
+
+    def node_status(self, endpoint: str, *, timeout: float = 2.0) -> NodeStatus:
+        response = self._call("cluster", "Status", cluster_pb2.StatusRequest(), timeout, endpoint)
+        return NodeStatus.from_proto(endpoint, response)
+
+    def cluster_status(self, *, timeout: float = 2.0) -> ClusterStatus:
+        """Every configured endpoint's view (unreachable ones included, marked so)."""
+        nodes = []
+        for endpoint in self.endpoints:
+            try:
+                nodes.append(self.node_status(endpoint, timeout=timeout))
+            except CairnError as err:
+                nodes.append(NodeStatus.unreachable(endpoint, str(err)))
+        return ClusterStatus(nodes)
+
+    def snapshot(self, endpoint: str, *, timeout: float = 30.0) -> cluster_pb2.SnapshotResponse:
+        """Compact the Raft log of one node now (operators and tests)."""
+        return self._call("cluster", "Snapshot", cluster_pb2.SnapshotRequest(), timeout, endpoint)
+
+    def wait_ready(
+        self, timeout: float = 30.0, *, check: Callable[[ClusterStatus], bool] | None = None
+    ) -> ClusterStatus:
+        """Poll until every endpoint answers and agrees on one leader (or `check` says so)."""
+        deadline = time.monotonic() + timeout
+        status = self.cluster_status()
+        while time.monotonic() < deadline:
+            status = self.cluster_status(timeout=1.0)
+            ok = (
+                check(status)
+                if check
+                else (status.healthy and len({n.leader_id for n in status.nodes}) == 1 and status.leader is not None)
+            )
+            if ok:
+                return status
+            time.sleep(0.1)
+        raise UnavailableError(
+            f"cluster not ready after {timeout}s: "
+            + "; ".join(f"{n.endpoint}={n.role}{' ' + n.error if n.error else ''}" for n in status.nodes)
+        )
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

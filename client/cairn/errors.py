@@ -1,0 +1,98 @@
+"""Typed errors: what a caller can act on, never a raw grpc.RpcError."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class CairnError(Exception):
+    """Base of every SDK error; `code` is the gRPC status name."""
+
+    code = "UNKNOWN"
+
+    def __init__(self, message: str, *, leader: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.leader = leader
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class InvalidArgumentError(CairnError):
+    code = "INVALID_ARGUMENT"
+
+
+class NotFoundError(CairnError):
+    code = "NOT_FOUND"
+
+
+class ConflictError(CairnError):
+    """expected_version did not match; nothing was written. `current_version` is what is stored."""
+
+    code = "ABORTED"
+
+    def __init__(self, message: str, *, current_version: int, leader: str | None = None):
+        super().__init__(message, leader=leader)
+        self.current_version = current_version
+
+
+class FailedPreconditionError(CairnError):
+    code = "FAILED_PRECONDITION"
+
+
+class ResourceExhaustedError(CairnError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class DataLossError(CairnError):
+    code = "DATA_LOSS"
+
+
+class UnavailableError(CairnError):
+    """No node could serve the call in time. For a write, its outcome is unknown: retrying with the
+    same request_id is safe and returns the first result if it did happen."""
+
+    code = "UNAVAILABLE"
+
+
+class DeadlineExceededError(CairnError):
+    """The call's deadline passed. For a write, the outcome is unknown (see UnavailableError)."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
+class PermissionDeniedError(CairnError):
+    code = "PERMISSION_DENIED"
+
+
+class UnauthenticatedError(CairnError):
+    code = "UNAUTHENTICATED"
+
+
+class InternalError(CairnError):
+    code = "INTERNAL"
+
+
+_BY_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidArgumentError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
+    grpc.StatusCode.ALREADY_EXISTS: FailedPreconditionError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
+    grpc.StatusCode.DATA_LOSS: DataLossError,
+    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+}
+
+
+def from_rpc_error(err: grpc.RpcError) -> CairnError:
+    metadata = dict(err.trailing_metadata() or ())
+    leader = metadata.get("x-cairn-leader")
+    details = err.details() or err.code().name
+    if err.code() == grpc.StatusCode.ABORTED:
+        return ConflictError(details, current_version=int(metadata.get("x-cairn-current-version", 0)), leader=leader)
+    return _BY_STATUS.get(err.code(), InternalError)(details, leader=leader)

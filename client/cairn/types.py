@@ -1,0 +1,249 @@
+"""Plain result types the SDK returns (the protobuf messages stay available as `.raw`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from .v1 import cluster_pb2, state_pb2
+from .values import from_struct
+
+
+def _time(ts: timestamp_pb2.Timestamp) -> datetime | None:
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class StateChange:
+    version: int
+    step: str
+    changed_keys: list[str]
+    time: datetime | None
+    request_id: str
+    kind: str
+    checkpoint_id: str
+
+    @classmethod
+    def from_proto(cls, c: state_pb2.StateChange) -> StateChange:
+        return cls(
+            c.version,
+            c.step,
+            list(c.changed_keys),
+            _time(c.time),
+            c.request_id,
+            state_pb2.ChangeKind.Name(c.kind),
+            c.checkpoint_id,
+        )
+
+
+@dataclass(frozen=True)
+class Metadata:
+    created_at: datetime | None
+    updated_at: datetime | None
+    labels: dict[str, str]
+    checksum: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    id: str
+    version: int
+    timestamp: datetime | None
+
+
+@dataclass(frozen=True)
+class WorkflowState:
+    workflow_id: str
+    version: int
+    current_step: str
+    variables: dict[str, Any]
+    history: list[StateChange]
+    checkpoint: CheckpointRef | None
+    metadata: Metadata
+    applied_index: int = 0
+    served_by: str = ""
+    raw: state_pb2.WorkflowState | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def checksum(self) -> str:
+        return self.metadata.checksum
+
+    @classmethod
+    def from_proto(cls, s: state_pb2.WorkflowState, header: state_pb2.ResponseHeader | None = None) -> WorkflowState:
+        ref = (
+            CheckpointRef(s.checkpoint.id, s.checkpoint.version, _time(s.checkpoint.timestamp))
+            if s.HasField("checkpoint") and s.checkpoint.id
+            else None
+        )
+        meta = Metadata(
+            _time(s.metadata.created_at),
+            _time(s.metadata.updated_at),
+            dict(s.metadata.labels),
+            s.metadata.checksum,
+            s.metadata.size_bytes,
+        )
+        return cls(
+            s.workflow_id,
+            s.version,
+            s.current_step,
+            from_struct(s.variables),
+            [StateChange.from_proto(h) for h in s.history],
+            ref,
+            meta,
+            header.applied_index if header else 0,
+            header.node_id if header else "",
+            s,
+        )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: str
+    workflow_id: str
+    timestamp: datetime | None
+    state: WorkflowState | None
+    checksum: str
+    version: int
+    raw: state_pb2.Checkpoint | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, c: state_pb2.Checkpoint) -> Checkpoint:
+        state = WorkflowState.from_proto(c.state) if c.HasField("state") else None
+        return cls(c.id, c.workflow_id, _time(c.timestamp), state, c.checksum, c.version, c)
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    workflow_id: str
+    version: int
+    current_step: str
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    workflow_id: str
+    deleted_version: int
+    deleted_checkpoints: int
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    workflow_id: str
+    node_id: str
+    leader_id: str
+    applied_index_before: int
+    applied_index_after: int
+    leader_commit_index: int
+    version: int
+    exists: bool
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    message: str
+    node_id: str
+
+
+@dataclass(frozen=True)
+class ReplicaDigest:
+    node_id: str
+    reachable: bool
+    applied_index: int
+    version: int
+    digest: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    workflow_id: str
+    valid: bool
+    problems: list[Problem]
+    version: int
+    checksum: str
+    checkpoints_checked: int
+    history_entries_checked: int
+    replicas: list[ReplicaDigest]
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+
+@dataclass(frozen=True)
+class Member:
+    node_id: str
+    raft_address: str
+    grpc_address: str
+    connected: bool
+    match_index: int
+    is_self: bool
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node_id: str
+    endpoint: str
+    role: str
+    leader_id: str
+    leader_grpc_address: str
+    term: int
+    commit_index: int
+    applied_index: int
+    log_entries: int
+    snapshot_index: int
+    has_quorum: bool
+    members: list[Member]
+    workflows: int
+    uptime_seconds: float
+    version: str
+    healthy: bool = True
+    error: str = ""
+
+    @classmethod
+    def from_proto(cls, endpoint: str, s: cluster_pb2.StatusResponse) -> NodeStatus:
+        return cls(
+            s.node_id,
+            endpoint,
+            cluster_pb2.RaftRole.Name(s.role),
+            s.leader_id,
+            s.leader_grpc_address,
+            s.term,
+            s.commit_index,
+            s.applied_index,
+            s.log_entries,
+            s.snapshot_index,
+            s.has_quorum,
+            [
+                Member(m.node_id, m.raft_address, m.grpc_address, m.connected, m.match_index, m.is_self)
+                for m in s.members
+            ],
+            s.workflows,
+            s.uptime_seconds,
+            s.version,
+        )
+
+    @classmethod
+    def unreachable(cls, endpoint: str, error: str) -> NodeStatus:
+        return cls("", endpoint, "UNREACHABLE", "", "", 0, 0, 0, 0, 0, False, [], 0, 0.0, "", False, error)
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    nodes: list[NodeStatus]
+
+    @property
+    def leader(self) -> NodeStatus | None:
+        return next((n for n in self.nodes if n.role == "LEADER"), None)
+
+    @property
+    def healthy(self) -> bool:
+        return self.leader is not None and all(n.healthy for n in self.nodes)

@@ -1,0 +1,243 @@
+"""A local cluster of node processes on one machine: `cairn cluster up`, the tests and the chaos suite.
+
+The layout (node count, ports, cluster secret) is written to DATA_DIR/cluster.yaml on first start
+and reused afterwards, because Raft identifies members by address: a restarted cluster must come
+back on the same Raft ports to keep its log and votes meaningful.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _merge(base: dict, extra: Mapping) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out.get(key, {}), value) if isinstance(value, Mapping) else value
+    return out
+
+
+@dataclass
+class NodeSpec:
+    node_id: str
+    grpc_address: str
+    raft_address: str
+    data_dir: Path
+    bind_grpc: str = ""
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "node.yaml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "node.log"
+
+
+@dataclass
+class LocalCluster:
+    """N node processes; start, kill (any signal), restart and stop them individually."""
+
+    data_dir: Path
+    nodes: int = 3
+    base_port: int = 50051
+    host: str = "127.0.0.1"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    specs: list[NodeSpec] = field(default_factory=list)
+    procs: dict[int, subprocess.Popen] = field(default_factory=dict)
+    secret: str = ""
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._layout()
+
+    # ---- layout and configs ----------------------------------------------------------------------
+
+    def _layout(self) -> None:
+        layout_file = self.data_dir / "cluster.yaml"
+        if layout_file.exists():
+            layout = yaml.safe_load(layout_file.read_text())
+            if layout["nodes"] != self.nodes or layout["base_port"] != self.base_port:
+                raise SystemExit(
+                    f"{self.data_dir} holds a cluster of {layout['nodes']} nodes on base port {layout['base_port']}; "
+                    f"use --nodes {layout['nodes']} --base-port {layout['base_port']}, or another --data-dir"
+                )
+        else:
+            layout = {
+                "nodes": self.nodes,
+                "base_port": self.base_port,
+                "raft_ports": [free_port(self.host) for _ in range(self.nodes)],
+                "secret": secrets.token_urlsafe(32),
+            }
+            layout_file.write_text(yaml.safe_dump(layout))
+            layout_file.chmod(0o600)
+        self.secret = layout["secret"]
+        self.specs = [
+            NodeSpec(
+                f"node{i + 1}",
+                f"{self.host}:{self.base_port + i}",
+                f"{self.host}:{layout['raft_ports'][i]}",
+                self.data_dir / f"node{i + 1}",
+            )
+            for i in range(self.nodes)
+        ]
+        for spec in self.specs:
+            spec.data_dir.mkdir(parents=True, exist_ok=True)
+            self.write_config(spec)
+
+    def node_config(self, spec: NodeSpec) -> dict[str, Any]:
+        peers = [
+            {"node_id": s.node_id, "grpc_address": s.grpc_address, "raft_address": s.raft_address}
+            for s in self.specs
+            if s is not spec
+        ]
+        base = {
+            "cluster": {
+                "node_id": spec.node_id,
+                "grpc_address": spec.bind_grpc or spec.grpc_address,
+                "advertise_grpc_address": spec.grpc_address,
+                "raft_address": spec.raft_address,
+                "peers": peers,
+                "secret": self.secret,
+            },
+            "state_storage": {"type": "rocksdb", "connection": str(spec.data_dir / "data"), "durability": "fsync"},
+        }
+        return _merge(base, self.overrides)
+
+    def write_config(self, spec: NodeSpec) -> None:
+        spec.config_path.write_text(yaml.safe_dump(self.node_config(spec), sort_keys=False))
+        spec.config_path.chmod(0o600)
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [s.grpc_address for s in self.specs]
+
+    # ---- processes -----------------------------------------------------------------------------
+
+    def command(self, i: int) -> list[str]:
+        return [sys.executable, "-m", "cairn_server", "--config", str(self.specs[i].config_path)]
+
+    def start_node(self, i: int) -> subprocess.Popen:
+        spec = self.specs[i]
+        log = open(spec.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        proc = subprocess.Popen(
+            self.command(i),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+        log.close()
+        self.procs[i] = proc
+        return proc
+
+    def start(self) -> None:
+        for i in range(self.nodes):
+            self.start_node(i)
+
+    def alive(self, i: int) -> bool:
+        proc = self.procs.get(i)
+        return proc is not None and proc.poll() is None
+
+    def signal_node(self, i: int, sig: int) -> None:
+        proc = self.procs.get(i)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+
+    def kill_node(self, i: int) -> None:
+        """kill -9: no clean shutdown, nothing flushed beyond what the node already made durable."""
+        proc = self.procs.get(i)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+    def stop_node(self, i: int, timeout: float = 10.0) -> int | None:
+        proc = self.procs.get(i)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        return proc.returncode
+
+    def stop(self, timeout: float = 10.0) -> dict[str, int | None]:
+        for i in self.procs:
+            self.signal_node(i, signal.SIGCONT)
+            self.signal_node(i, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        codes = {}
+        for i, proc in self.procs.items():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            codes[self.specs[i].node_id] = proc.returncode
+        return codes
+
+    def log_tail(self, i: int, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.specs[i].log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def run_cluster_up(nodes: int, data_dir: str, base_port: int, echo=print) -> int:  # noqa: ANN001
+    """Foreground: start the nodes, print endpoints, stop them all on SIGINT/SIGTERM."""
+    cluster = LocalCluster(Path(data_dir), nodes=nodes, base_port=base_port)
+    stopping = False
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    cluster.start()
+    echo(f"Cairn local cluster: {nodes} nodes, data under {cluster.data_dir}")
+    for spec in cluster.specs:
+        echo(f"  {spec.node_id}  gRPC {spec.grpc_address}  Raft {spec.raft_address}  log {spec.log_path}")
+    echo(f"endpoints: {','.join(cluster.endpoints)}")
+    echo("Ctrl-C stops every node.")
+    reported: set[int] = set()
+    while not stopping:
+        time.sleep(0.2)
+        for i in range(nodes):
+            if i not in reported and not cluster.alive(i):
+                reported.add(i)
+                echo(
+                    f"{cluster.specs[i].node_id} exited with {cluster.procs[i].returncode}; see "
+                    f"{cluster.specs[i].log_path}\n{cluster.log_tail(i, 10)}"
+                )
+        if len(reported) == nodes:
+            echo("every node has exited")
+            return 1
+    echo("stopping...")
+    codes = cluster.stop()
+    echo("stopped: " + ", ".join(f"{k} exit {v}" for k, v in codes.items()))
+    return 0 if all(v == 0 for k, v in codes.items() if int(k[4:]) - 1 not in reported) else 1
