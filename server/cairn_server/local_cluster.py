@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,11 @@ class LocalCluster:
     host: str = "127.0.0.1"
     overrides: Mapping[str, Any] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
+    # Per-node hosts (for example network-namespace addresses): every node then uses base_port for
+    # gRPC and raft_port for Raft on its own address, and `wrap(i)` prefixes its command line.
+    hosts: list[str] | None = None
+    raft_port: int = 7100
+    wrap: Callable[[int], list[str]] | None = None
     specs: list[NodeSpec] = field(default_factory=list)
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
     secret: str = ""
@@ -74,6 +79,9 @@ class LocalCluster:
     # ---- layout and configs ----------------------------------------------------------------------
 
     def _layout(self) -> None:
+        if self.hosts is not None:
+            self._layout_hosts()
+            return
         layout_file = self.data_dir / "cluster.yaml"
         if layout_file.exists():
             layout = yaml.safe_load(layout_file.read_text())
@@ -100,6 +108,20 @@ class LocalCluster:
                 self.data_dir / f"node{i + 1}",
             )
             for i in range(self.nodes)
+        ]
+        for spec in self.specs:
+            spec.data_dir.mkdir(parents=True, exist_ok=True)
+            self.write_config(spec)
+
+    def _layout_hosts(self) -> None:
+        assert self.hosts is not None and len(self.hosts) == self.nodes
+        secret_file = self.data_dir / "cluster.secret"
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_urlsafe(32))
+        self.secret = secret_file.read_text()
+        self.specs = [
+            NodeSpec(f"node{i + 1}", f"{h}:{self.base_port}", f"{h}:{self.raft_port}", self.data_dir / f"node{i + 1}")
+            for i, h in enumerate(self.hosts)
         ]
         for spec in self.specs:
             spec.data_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +157,8 @@ class LocalCluster:
     # ---- processes -----------------------------------------------------------------------------
 
     def command(self, i: int) -> list[str]:
-        return [sys.executable, "-m", "cairn_server", "--config", str(self.specs[i].config_path)]
+        prefix = self.wrap(i) if self.wrap else []
+        return [*prefix, sys.executable, "-m", "cairn_server", "--config", str(self.specs[i].config_path)]
 
     def start_node(self, i: int) -> subprocess.Popen:
         spec = self.specs[i]

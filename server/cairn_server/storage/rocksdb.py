@@ -120,3 +120,7 @@ class RocksStore:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+                # rocksdict keeps the DB lock while any column-family view is alive.
+                self._cfs.clear()
+                self._handles.clear()
+                del self._db

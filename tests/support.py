@@ -1,0 +1,136 @@
+"""Shared test helpers: polling with a deadline (never sleeps that make races pass) and a cluster handle."""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cairn import Client, NodeStatus
+from cairn_server.local_cluster import LocalCluster
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, message: str, interval: float = 0.05) -> T:
+    """Poll until predicate() is truthy; fail with `message` (and the last error) at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - remembered for the failure message
+            last_error = exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{message} (after {timeout}s; last error: {last_error!r})")
+        time.sleep(interval)
+
+
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def free_base_port(count: int) -> int:
+    for _ in range(200):
+        base = random.randrange(20000, 40000)
+        if all(_port_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+@dataclass
+class ClusterHandle:
+    """A LocalCluster plus the operations tests need: find the leader, kill, restart, read one node."""
+
+    cluster: LocalCluster
+    client: Client
+    extra_clients: list[Client] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return self.cluster.nodes
+
+    def endpoint(self, i: int) -> str:
+        return self.cluster.specs[i].grpc_address
+
+    def node_client(self, i: int, timeout: float = 5.0) -> Client:
+        c = Client([self.endpoint(i)], timeout=timeout)
+        self.extra_clients.append(c)
+        return c
+
+    def status(self, i: int, timeout: float = 1.0) -> NodeStatus:
+        return self.client.node_status(self.endpoint(i), timeout=timeout)
+
+    def leader_index(self, among: list[int] | None = None) -> int | None:
+        """The node that is leader by its own account and recognised by every other live node asked."""
+        candidates = among if among is not None else [i for i in range(self.size) if self.cluster.alive(i)]
+        views = {}
+        for i in candidates:
+            try:
+                views[i] = self.status(i)
+            except Exception:  # noqa: BLE001
+                continue
+        leaders = [i for i, s in views.items() if s.role == "LEADER"]
+        if len(leaders) != 1:
+            return None
+        leader_id = views[leaders[0]].node_id
+        if all(s.leader_id == leader_id for s in views.values()):
+            return leaders[0]
+        return None
+
+    def wait_leader(self, timeout: float = 20.0, among: list[int] | None = None) -> int:
+        return wait_until(lambda: self.leader_index(among), timeout, "no single agreed leader")
+
+    def followers(self) -> list[int]:
+        leader = self.wait_leader()
+        return [i for i in range(self.size) if i != leader]
+
+    def kill(self, i: int) -> None:
+        self.cluster.kill_node(i)
+
+    def restart(self, i: int) -> None:
+        self.cluster.kill_node(i)
+        self.cluster.start_node(i)
+
+    def wait_applied(self, i: int, index: int, timeout: float = 20.0) -> NodeStatus:
+        return wait_until(
+            lambda: (s := self.status(i)).applied_index >= index and s, timeout, f"node {i} did not apply index {index}"
+        )
+
+    def log(self, i: int) -> str:
+        return self.cluster.specs[i].log_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        for c in [self.client, *self.extra_clients]:
+            c.close()
+        self.cluster.stop()
+
+
+def start_cluster(
+    path: Path,
+    nodes: int = 3,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> ClusterHandle:
+    base = kwargs.pop("base_port", None) or free_base_port(nodes)
+    cluster = LocalCluster(path, nodes=nodes, base_port=base, overrides=overrides or {}, env=env or {}, **kwargs)
+    cluster.start()
+    handle = ClusterHandle(cluster, Client(cluster.endpoints, timeout=20.0))
+    try:
+        handle.wait_leader(30)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
