@@ -207,6 +207,7 @@ class NodeStatus:
     version: str
     healthy: bool = True
     error: str = ""
+    last_log_index: int = 0
 
     @classmethod
     def from_proto(cls, endpoint: str, s: cluster_pb2.StatusResponse) -> NodeStatus:
@@ -229,6 +230,7 @@ class NodeStatus:
             s.workflows,
             s.uptime_seconds,
             s.version,
+            last_log_index=s.last_log_index,
         )
 
     @classmethod

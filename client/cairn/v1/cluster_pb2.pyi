@@ -39,7 +39,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("node_id", "grpc_address", "raft_address", "role", "leader_id", "leader_grpc_address", "term", "commit_index", "applied_index", "log_entries", "snapshot_index", "has_quorum", "members", "workflows", "uptime_seconds", "version")
+    __slots__ = ("node_id", "grpc_address", "raft_address", "role", "leader_id", "leader_grpc_address", "term", "commit_index", "applied_index", "log_entries", "snapshot_index", "has_quorum", "members", "workflows", "uptime_seconds", "version", "last_log_index")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class StatusResponse(_message.Message):
     WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    LAST_LOG_INDEX_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     grpc_address: str
     raft_address: str
@@ -72,7 +73,8 @@ class StatusResponse(_message.Message):
     workflows: int
     uptime_seconds: float
     version: str
-    def __init__(self, node_id: _Optional[str] = ..., grpc_address: _Optional[str] = ..., raft_address: _Optional[str] = ..., role: _Optional[_Union[RaftRole, str]] = ..., leader_id: _Optional[str] = ..., leader_grpc_address: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., log_entries: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., has_quorum: _Optional[bool] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., workflows: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., version: _Optional[str] = ...) -> None: ...
+    last_log_index: int
+    def __init__(self, node_id: _Optional[str] = ..., grpc_address: _Optional[str] = ..., raft_address: _Optional[str] = ..., role: _Optional[_Union[RaftRole, str]] = ..., leader_id: _Optional[str] = ..., leader_grpc_address: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., log_entries: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., has_quorum: _Optional[bool] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., workflows: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., version: _Optional[str] = ..., last_log_index: _Optional[int] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
     __slots__ = ()

@@ -127,6 +127,9 @@ class Replica(SyncObj):
     def is_leader(self) -> bool:
         return self._isLeader()
 
+    def last_log_index(self) -> int:
+        return self._journal[-1][1] if len(self._journal) else 0
+
     def leader_address(self) -> str | None:
         leader = self._getLeader()
         return leader.address if leader is not None else None

@@ -64,6 +64,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
             workflows=node.store.estimate_keys("state"),
             uptime_seconds=time.monotonic() - node.started_at,
             version=node.version,
+            last_log_index=replica.last_log_index(),
         )
 
     @handles_errors
