@@ -90,8 +90,9 @@ class ClusterHandle:
         return None
 
     def wait_leader(self, timeout: float = 20.0, among: list[int] | None = None) -> int:
-        found = wait_until(lambda: (i := self.leader_index(among)) is not None and (i,), timeout,
-                           "no single agreed leader")
+        found = wait_until(
+            lambda: (i := self.leader_index(among)) is not None and (i,), timeout, "no single agreed leader"
+        )
         return found[0]
 
     def followers(self) -> list[int]:

@@ -151,12 +151,32 @@ class StateMachine:
             return _reject(
                 FAILED_PRECONDITION, f"request_id {cmd.request_id!r} was already used for a different request"
             )
-        return record.result
+        return self._expand(record.result)
+
+    def _expand(self, result: command_pb2.ApplyResult) -> command_pb2.ApplyResult:
+        """Refill what the dedup record left out, when the stored data still is what was returned."""
+        kind = result.WhichOneof("value")
+        if kind == "state":
+            current = self.get_state(result.state.workflow_id)
+            if current is not None and current.version == result.state.version:
+                result.state.CopyFrom(current)
+        elif kind == "checkpoint":
+            cp = self.get_checkpoint(result.checkpoint.workflow_id, result.checkpoint.id)
+            if cp is not None:
+                result.checkpoint.CopyFrom(cp)
+        return result
 
     def _record_dedup(self, cmd: command_pb2.Command, result: command_pb2.ApplyResult, batch: Batch) -> None:
         if not cmd.request_id or cmd.dedup_expires_ns <= cmd.time_ns:
             return
-        record = command_pb2.DedupRecord(body_hash=cmd.body_hash, expires_ns=cmd.dedup_expires_ns, result=result)
+        # Kept small: a retry gets the variables back from the state (or checkpoint) it refers to.
+        compact = command_pb2.ApplyResult()
+        compact.CopyFrom(result)
+        if compact.WhichOneof("value") == "state":
+            compact.state.ClearField("variables")
+        elif compact.WhichOneof("value") == "checkpoint":
+            compact.checkpoint.ClearField("state")
+        record = command_pb2.DedupRecord(body_hash=cmd.body_hash, expires_ns=cmd.dedup_expires_ns, result=compact)
         rid = cmd.request_id.encode()
         batch.put("dedup", rid, record.SerializeToString(deterministic=True))
         batch.put("dedup_exp", u64(cmd.dedup_expires_ns) + rid, b"")

@@ -24,8 +24,15 @@ def test_write_to_a_follower_lands_on_every_replica(make_cluster) -> None:  # no
         assert got.variables == {"x": 1} and got.served_by == c.cluster.specs[i].node_id
 
 
-def _writer(client: Client, tag: str, stop: threading.Event, acked: list[str], unknown: list[str],
-            first_ok_after: dict[str, float], kill_time: list[float]) -> None:
+def _writer(
+    client: Client,
+    tag: str,
+    stop: threading.Event,
+    acked: list[str],
+    unknown: list[str],
+    first_ok_after: dict[str, float],
+    kill_time: list[float],
+) -> None:
     k = 0
     while not stop.is_set():
         wid = f"acked-{tag}-{k}"
@@ -49,8 +56,10 @@ def test_kill_9_of_the_leader_loses_no_acknowledged_write(make_cluster) -> None:
     first_ok: dict[str, float] = {}
     kill_time: list[float] = []
     clients = [Client(c.cluster.endpoints, timeout=8) for _ in range(4)]
-    threads = [threading.Thread(target=_writer, args=(cl, str(n), stop, acked, unknown, first_ok, kill_time))
-               for n, cl in enumerate(clients)]
+    threads = [
+        threading.Thread(target=_writer, args=(cl, str(n), stop, acked, unknown, first_ok, kill_time))
+        for n, cl in enumerate(clients)
+    ]
     for t in threads:
         t.start()
     wait_until(lambda: len(acked) > 40, 15, "writes did not start")
@@ -63,8 +72,10 @@ def test_kill_9_of_the_leader_loses_no_acknowledged_write(make_cluster) -> None:
     for t in threads:
         t.join(15)
     failover = min(first_ok.values())
-    print(f"failover: first write acknowledged {failover * 1000:.0f} ms after kill -9 of the leader; "
-          f"{len(acked)} acked, {len(unknown)} unknown")
+    print(
+        f"failover: first write acknowledged {failover * 1000:.0f} ms after kill -9 of the leader; "
+        f"{len(acked)} acked, {len(unknown)} unknown"
+    )
     assert failover < 8.0
     survivors = [i for i in range(c.size) if i != leader]
     new_leader = c.wait_leader(among=survivors)
@@ -89,8 +100,9 @@ def test_a_restarted_node_catches_up(make_cluster) -> None:  # noqa: ANN001
         c.client.persist_state(f"catch-{n}", current_step="s", variables={"n": n})
     last = c.client.persist_state("catch-last", current_step="done")
     c.cluster.start_node(follower)
-    got = c.node_client(follower, timeout=20).get_state("catch-last", consistency="serializable",
-                                                         min_index=last.applied_index)
+    got = c.node_client(follower, timeout=20).get_state(
+        "catch-last", consistency="serializable", min_index=last.applied_index
+    )
     assert got.current_step == "done"
     assert c.node_client(follower).get_state("catch-7", consistency="serializable").variables == {"n": 7}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def machine(tmp_path: Path):  # noqa: ANN201
 def persist(wid: str, step: str, *, rid: str, t: int = 1_000, expected: int | None = None, **variables) -> bytes:  # noqa: ANN003
     cmd = command_pb2.Command(
         request_id=rid,
-        body_hash=f"{wid}{step}{variables}{expected}".encode(),
+        body_hash=hashlib.sha256(f"{wid}{step}{variables}{expected}".encode()).digest(),
         time_ns=t,
         dedup_expires_ns=t + HOUR_NS,
         history_limit=100,
@@ -201,3 +202,15 @@ def test_workflow_ids_that_prefix_each_other_stay_apart(machine: StateMachine) -
     assert [s.workflow_id for s in page] == ["a"] and token == "a"
     page, token = machine.list_workflows("", 1, token)
     assert [s.workflow_id for s in page] == ["ab"]
+
+
+def test_a_retry_after_the_workflow_moved_on_returns_the_first_version(machine: StateMachine) -> None:
+    first = machine.apply(persist("w", "a", rid="r1", n=1), 2)
+    machine.apply(persist("w", "b", rid="r2", n=2, big="x" * 5000), 3)
+    retry = machine.apply(persist("w", "a", rid="r1", n=1), 4)
+    assert retry.state.version == 1 and retry.state.metadata.checksum == first.state.metadata.checksum
+    assert retry.state.current_step == "a"
+    assert machine.get_state("w").version == 2
+    # The record itself does not duplicate the state's variables.
+    assert len(machine.store.get("state", b"w")) > 5000
+    assert len(machine.store.get("dedup", b"r2")) < 500
