@@ -19,7 +19,8 @@ from .client import DEFAULT_ENDPOINTS, Client
 from .errors import CairnError
 
 ENDPOINTS_ENV = "CAIRN_ENDPOINTS"
-console = Console()
+# Not a terminal (a pipe, a file, CI): rich would assume 80 columns and cut table cells.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _jsonable(value: Any) -> Any:

@@ -140,7 +140,9 @@ class Client:
                     if err.code() not in _RETRYABLE:
                         raise error from None
                     last = error
-                    if error.leader and error.leader != target and not endpoint:
+                    # Follow a hint only to an address we were given: a cluster-internal one
+                    # (docker, namespaces) may not be reachable from here.
+                    if error.leader in self.endpoints and error.leader != target and not endpoint:
                         self._note_leader(error.leader)
                         break  # go straight to the hinted leader
                     if target == self._leader:

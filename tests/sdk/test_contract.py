@@ -1,0 +1,93 @@
+"""The protos are a contract for every language: plain protoc compiles them; nodes serve health and reflection."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from tests.support import ClusterHandle
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE_METHODS = {
+    "PersistState",
+    "GetState",
+    "DeleteWorkflow",
+    "ListWorkflows",
+    "CreateCheckpoint",
+    "ListCheckpoints",
+    "GetCheckpoint",
+    "RecoverFromCheckpoint",
+    "SynchronizeState",
+    "ValidateState",
+}
+
+
+def protoc_command() -> list[str]:
+    """The system protoc when installed; otherwise the same compiler as shipped in grpcio-tools."""
+    system = shutil.which("protoc")
+    if system:
+        return [system]
+    import grpc_tools
+
+    return [sys.executable, "-m", "grpc_tools.protoc", f"-I{Path(grpc_tools.__file__).parent / '_proto'}"]
+
+
+def test_public_protos_compile_with_plain_protoc(tmp_path: Path) -> None:
+    out = tmp_path / "api.pb"
+    files = sorted(str(p.relative_to(ROOT / "protos")) for p in (ROOT / "protos" / "cairn" / "v1").glob("*.proto"))
+    proc = subprocess.run(
+        [*protoc_command(), "-Iprotos", "--include_imports", f"--descriptor_set_out={out}", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+    services = {f"{f.package}.{s.name}": {m.name for m in s.method} for f in fds.file for s in f.service}
+    assert services["cairn.v1.StateService"] == STATE_METHODS
+    assert services["cairn.v1.ClusterService"] == {"Status", "Snapshot"}
+    # The system protoc (CI installs Debian's) also carries other languages' generators: run them too.
+    languages = ("--cpp_out", "--java_out", "--csharp_out") if shutil.which("protoc") else ()
+    for language in languages:
+        target = tmp_path / language.strip("-")
+        target.mkdir()
+        proc = subprocess.run(
+            [*protoc_command(), "-Iprotos", f"{language}={target}", *files], cwd=ROOT, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, (language, proc.stderr)
+        assert any(target.rglob("*")), language
+
+
+def test_generated_code_is_current() -> None:
+    proc = subprocess.run([sys.executable, "protos/generate.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_health_checking_and_reflection(shared_cluster: ClusterHandle) -> None:
+    channel = grpc.insecure_channel(shared_cluster.endpoint(1))
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "cairn.v1.StateService", "cairn.v1.ClusterService"):
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
+    db = ProtoReflectionDescriptorDatabase(channel)
+    assert {"cairn.v1.StateService", "cairn.v1.ClusterService", "grpc.health.v1.Health"} <= set(db.get_services())
+    pool = descriptor_pool.DescriptorPool(db)
+    service = pool.FindServiceByName("cairn.v1.StateService")
+    assert {m.name for m in service.methods} == STATE_METHODS
+    assert pool.FindMessageTypeByName("cairn.v1.WorkflowState").fields_by_name["variables"]
+
+
+def test_importing_the_sdk_never_imports_the_server() -> None:
+    code = (
+        "import sys, cairn, cairn.cli; assert not any(m.startswith('cairn_server') for m in sys.modules), sys.modules"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
