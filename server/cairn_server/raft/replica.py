@@ -153,9 +153,23 @@ class Replica(SyncObj):
         SyncObj._SyncObj__sendNextNodeIdx(self, node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)
 
     def _checkCommandsToApply(self):  # noqa: ANN202, N802
+        # pysyncobj (appendEntriesUseBatch=False) sends one append-entries message per queued command,
+        # so each follower decrypts, journals, syncs and acknowledges every entry on its own. Defer the
+        # sends while the queue is drained and send once: every command of the tick in one message.
         self._journal.begin()
+        self._defer_append = True
+        self._append_wanted = False
         try:
             SyncObj._checkCommandsToApply(self)
         finally:
+            self._defer_append = False
+            if self._append_wanted and self._isLeader():
+                SyncObj._SyncObj__sendAppendEntries(self)
             # Before the next tick counts this leader towards a commit of what it just appended.
             self._journal.flush()
+
+    def _SyncObj__sendAppendEntries(self):  # noqa: ANN202, N802
+        if getattr(self, "_defer_append", False):
+            self._append_wanted = True
+            return
+        SyncObj._SyncObj__sendAppendEntries(self)
