@@ -77,7 +77,7 @@ class Node:
                 config.raft.snapshot_interval,
             ),
         )
-        self.barrier = ReadBarrier(self.replica, stall_after=max(2.0, config.raft.election_timeout * 3))
+        self.barrier = ReadBarrier(self.replica, retry_after=max(0.2, config.raft.election_timeout / 2))
         self.forwarder = Forwarder(config.limits.request_timeout)
         self._node_stubs: dict[str, command_pb2_grpc.NodeServiceStub] = {}
         self._channels: list[grpc.Channel] = []

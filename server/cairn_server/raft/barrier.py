@@ -3,8 +3,12 @@
 A read joins the next barrier; while one barrier is in flight, new readers gather for the one
 after it (they arrived after the in-flight one was proposed, so it cannot order them). When the
 barrier is applied on this node, every write committed before the read began is applied too.
-A barrier that never commits (lost leadership, minority partition) fails its readers with
-UNAVAILABLE after a deadline, rather than answering from stale state.
+
+A barrier can be lost without a word (pysyncobj drops a forwarded command when the connection to
+the leader is down), so a barrier not applied within `retry_after` is proposed again for the same
+readers: any barrier proposed after a read began orders it correctly. A barrier that fails (no
+leader, lost quorum) fails its readers with UNAVAILABLE; a read is never answered from a replica
+that has not applied a barrier proposed after it began.
 """
 
 from __future__ import annotations
@@ -24,46 +28,60 @@ _BARRIER = command_pb2.Command(barrier=command_pb2.BarrierOp()).SerializeToStrin
 
 
 class ReadBarrier:
-    def __init__(self, replica: Replica, *, stall_after: float = 3.0):
+    def __init__(self, replica: Replica, *, retry_after: float = 0.5):
         self._replica = replica
-        self._stall_after = stall_after
-        self._lock = threading.Lock()
+        self._retry_after = retry_after
+        self._lock = threading.RLock()  # a full queue calls back synchronously, under the lock
         self._next: Future | None = None
         self._in_flight: Future | None = None
-        self._in_flight_since = 0.0
+        self._generation = 0
+        self._proposed_at = 0.0
         self.proposed = 0
+        self.reproposed = 0
 
     def wait(self, timeout: float) -> int:
-        """Block until a barrier proposed after this call is applied here; returns its index."""
+        """Block until a barrier proposed after this call is applied here; returns the applied index."""
+        deadline = time.monotonic() + timeout
         with self._lock:
-            if self._in_flight is not None and time.monotonic() - self._in_flight_since > self._stall_after:
-                stalled, self._in_flight = self._in_flight, None
-                stalled.set_exception(
-                    Unavailable(
-                        "read barrier did not commit: no quorum reachable", leader=self._replica.leader_address()
-                    )
-                )
             if self._next is None:
                 self._next = Future()
             mine = self._next
             if self._in_flight is None:
                 self._launch_locked()
-        try:
-            return mine.result(timeout)
-        except TimeoutError:
-            raise DeadlineExceeded(
-                "linearizable read timed out waiting for the read barrier; the cluster may have no quorum",
-                leader=self._replica.leader_address(),
-            ) from None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceeded(
+                    "linearizable read timed out waiting for the read barrier; the cluster may have no quorum",
+                    leader=self._replica.leader_address(),
+                )
+            try:
+                return mine.result(min(left, self._retry_after))
+            except TimeoutError:
+                with self._lock:
+                    if self._in_flight is mine and time.monotonic() - self._proposed_at >= self._retry_after:
+                        self.reproposed += 1
+                        self._propose_locked(mine)
 
     def _launch_locked(self) -> None:
         fut, self._next = self._next, None
         assert fut is not None
-        self._in_flight, self._in_flight_since = fut, time.monotonic()
+        self._in_flight = fut
+        self._propose_locked(fut)
+
+    def _propose_locked(self, fut: Future) -> None:
+        self._generation += 1
+        generation = self._generation
+        self._proposed_at = time.monotonic()
         self.proposed += 1
 
-        def done(result: object, error: int) -> None:
-            if not fut.done():
+        def done(_result: object, error: int) -> None:
+            with self._lock:
+                if self._in_flight is not fut or fut.done():
+                    return  # already answered by another proposal for the same readers
+                if error != FAIL_REASON.SUCCESS and generation != self._generation:
+                    return  # a newer proposal for these readers is still in flight
+                self._in_flight = None
                 if error == FAIL_REASON.SUCCESS:
                     fut.set_result(self._replica._machine.applied_index)
                 else:
@@ -72,10 +90,7 @@ class ReadBarrier:
                             "read barrier failed (leader change or no quorum)", leader=self._replica.leader_address()
                         )
                     )
-            with self._lock:
-                if self._in_flight is fut:
-                    self._in_flight = None
-                    if self._next is not None:
-                        self._launch_locked()
+                if self._next is not None:
+                    self._launch_locked()
 
         self._replica.propose_async(_BARRIER, done)
