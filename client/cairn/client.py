@@ -362,6 +362,14 @@ class Client:
         """Compact the Raft log of one node now (operators and tests)."""
         return self._call("cluster", "Snapshot", cluster_pb2.SnapshotRequest(), timeout, endpoint)
 
+    def transfer_leadership(self, to_node_id: str = "", *, timeout: float = 10.0) -> str:
+        """Ask the current leader to hand over (to `to_node_id`, or the best follower); returns the new leader's id."""
+        status = self.cluster_status()
+        if status.leader is None:
+            raise UnavailableError("no leader to transfer from")
+        request = cluster_pb2.TransferLeadershipRequest(node_id=to_node_id)
+        return self._call("cluster", "TransferLeadership", request, timeout, status.leader.endpoint).leader_id
+
     def wait_ready(
         self, timeout: float = 30.0, *, check: Callable[[ClusterStatus], bool] | None = None
     ) -> ClusterStatus:

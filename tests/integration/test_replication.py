@@ -225,3 +225,49 @@ def test_a_leader_resumed_from_sigstop_never_serves_a_stale_read(make_cluster) -
     except CairnError:
         seen = None  # refusing is allowed; a stale answer is not
     assert seen in ("after", None)
+
+
+def test_a_wiped_node_rebuilds_from_a_snapshot(make_cluster) -> None:  # noqa: ANN001
+    import shutil
+
+    c: ClusterHandle = make_cluster(overrides={"raft": {"snapshot_entries": 20}})
+    wiped = c.followers()[0]
+    for n in range(60):
+        c.client.persist_state(f"wipe-{n % 6}", current_step=f"s{n}", variables={"n": n})
+    for i in range(c.size):
+        c.client.snapshot(c.endpoint(i))
+    c.kill(wiped)
+    shutil.rmtree(c.cluster.specs[wiped].data_dir / "data")
+    c.cluster.start_node(wiped)
+    last = c.client.persist_state("wipe-last", current_step="done")
+    got = c.node_client(wiped, timeout=30).get_state(
+        "wipe-last", consistency="serializable", min_index=last.applied_index
+    )
+    assert got.current_step == "done"
+    for k in range(6):
+        assert (
+            c.node_client(wiped).get_state(f"wipe-{k}", consistency="serializable").raw
+            == c.client.get_state(f"wipe-{k}").raw
+        )
+
+
+def test_leadership_transfer_under_load_loses_nothing(make_cluster) -> None:  # noqa: ANN001
+    c: ClusterHandle = make_cluster()
+    old = c.wait_leader()
+    stop = threading.Event()
+    acked: list[str] = []
+    unknown: list[str] = []
+    writer = threading.Thread(
+        target=_writer, args=(Client(c.cluster.endpoints, timeout=8), "t", stop, acked, unknown, {}, [])
+    )
+    writer.start()
+    wait_until(lambda: len(acked) > 20, 10, "writes did not start")
+    new_id = c.client.transfer_leadership()
+    assert new_id != c.cluster.specs[old].node_id
+    wait_until(lambda: c.leader_index() not in (None, old), 10, "leadership did not move")
+    count = len(acked)
+    wait_until(lambda: len(acked) > count + 20, 10, "writes stalled after the transfer")
+    stop.set()
+    writer.join(15)
+    existing = {w.workflow_id for w in c.client.list_workflows("acked-t-")}
+    assert not [w for w in acked if w not in existing]

@@ -52,7 +52,7 @@ def test_public_protos_compile_with_plain_protoc(tmp_path: Path) -> None:
     fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
     services = {f"{f.package}.{s.name}": {m.name for m in s.method} for f in fds.file for s in f.service}
     assert services["cairn.v1.StateService"] == STATE_METHODS
-    assert services["cairn.v1.ClusterService"] == {"Status", "Snapshot"}
+    assert services["cairn.v1.ClusterService"] == {"Status", "Snapshot", "TransferLeadership"}
     # The system protoc (CI installs Debian's) also carries other languages' generators: run them too.
     languages = ("--cpp_out", "--java_out", "--csharp_out") if shutil.which("protoc") else ()
     for language in languages:

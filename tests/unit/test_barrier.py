@@ -43,6 +43,7 @@ def reader(barrier: ReadBarrier, results: dict, name: str, timeout: float = 5.0)
             results[name] = barrier.wait(timeout)
         except Exception as exc:  # noqa: BLE001
             results[name] = exc
+
     t = threading.Thread(target=run)
     t.start()
     return t

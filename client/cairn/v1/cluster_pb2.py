@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x61irn/v1/cluster.proto\x12\x08\x63\x61irn.v1\"~\n\x06Member\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x05 \x01(\x04\x12\x0f\n\x07is_self\x18\x06 \x01(\x08\"\x0f\n\rStatusRequest\"\x92\x03\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x02 \x01(\t\x12\x14\n\x0craft_address\x18\x03 \x01(\t\x12 \n\x04role\x18\x04 \x01(\x0e\x32\x12.cairn.v1.RaftRole\x12\x11\n\tleader_id\x18\x05 \x01(\t\x12\x1b\n\x13leader_grpc_address\x18\x06 \x01(\t\x12\x0c\n\x04term\x18\x07 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x08 \x01(\x04\x12\x15\n\rapplied_index\x18\t \x01(\x04\x12\x13\n\x0blog_entries\x18\n \x01(\x04\x12\x16\n\x0esnapshot_index\x18\x0b \x01(\x04\x12\x12\n\nhas_quorum\x18\x0c \x01(\x08\x12!\n\x07members\x18\r \x03(\x0b\x32\x10.cairn.v1.Member\x12\x11\n\tworkflows\x18\x0e \x01(\x04\x12\x16\n\x0euptime_seconds\x18\x0f \x01(\x01\x12\x0f\n\x07version\x18\x10 \x01(\t\x12\x16\n\x0elast_log_index\x18\x11 \x01(\x04\"\x11\n\x0fSnapshotRequest\"J\n\x10SnapshotResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x01*N\n\x08RaftRole\x12\x19\n\x15RAFT_ROLE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46OLLOWER\x10\x01\x12\r\n\tCANDIDATE\x10\x02\x12\n\n\x06LEADER\x10\x03\x32\x90\x01\n\x0e\x43lusterService\x12;\n\x06Status\x12\x17.cairn.v1.StatusRequest\x1a\x18.cairn.v1.StatusResponse\x12\x41\n\x08Snapshot\x12\x19.cairn.v1.SnapshotRequest\x1a\x1a.cairn.v1.SnapshotResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x61irn/v1/cluster.proto\x12\x08\x63\x61irn.v1\"~\n\x06Member\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x05 \x01(\x04\x12\x0f\n\x07is_self\x18\x06 \x01(\x08\"\x0f\n\rStatusRequest\"\x92\x03\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x02 \x01(\t\x12\x14\n\x0craft_address\x18\x03 \x01(\t\x12 \n\x04role\x18\x04 \x01(\x0e\x32\x12.cairn.v1.RaftRole\x12\x11\n\tleader_id\x18\x05 \x01(\t\x12\x1b\n\x13leader_grpc_address\x18\x06 \x01(\t\x12\x0c\n\x04term\x18\x07 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x08 \x01(\x04\x12\x15\n\rapplied_index\x18\t \x01(\x04\x12\x13\n\x0blog_entries\x18\n \x01(\x04\x12\x16\n\x0esnapshot_index\x18\x0b \x01(\x04\x12\x12\n\nhas_quorum\x18\x0c \x01(\x08\x12!\n\x07members\x18\r \x03(\x0b\x32\x10.cairn.v1.Member\x12\x11\n\tworkflows\x18\x0e \x01(\x04\x12\x16\n\x0euptime_seconds\x18\x0f \x01(\x01\x12\x0f\n\x07version\x18\x10 \x01(\t\x12\x16\n\x0elast_log_index\x18\x11 \x01(\x04\"\x11\n\x0fSnapshotRequest\"J\n\x10SnapshotResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x01\",\n\x19TransferLeadershipRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"`\n\x1aTransferLeadershipResponse\x12\x1a\n\x12previous_leader_id\x18\x01 \x01(\t\x12\x11\n\tleader_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x01*N\n\x08RaftRole\x12\x19\n\x15RAFT_ROLE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46OLLOWER\x10\x01\x12\r\n\tCANDIDATE\x10\x02\x12\n\n\x06LEADER\x10\x03\x32\xf1\x01\n\x0e\x43lusterService\x12;\n\x06Status\x12\x17.cairn.v1.StatusRequest\x1a\x18.cairn.v1.StatusResponse\x12\x41\n\x08Snapshot\x12\x19.cairn.v1.SnapshotRequest\x1a\x1a.cairn.v1.SnapshotResponse\x12_\n\x12TransferLeadership\x12#.cairn.v1.TransferLeadershipRequest\x1a$.cairn.v1.TransferLeadershipResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cairn.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RAFTROLE']._serialized_start=681
-  _globals['_RAFTROLE']._serialized_end=759
+  _globals['_RAFTROLE']._serialized_start=825
+  _globals['_RAFTROLE']._serialized_end=903
   _globals['_MEMBER']._serialized_start=36
   _globals['_MEMBER']._serialized_end=162
   _globals['_STATUSREQUEST']._serialized_start=164
@@ -43,6 +43,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SNAPSHOTREQUEST']._serialized_end=603
   _globals['_SNAPSHOTRESPONSE']._serialized_start=605
   _globals['_SNAPSHOTRESPONSE']._serialized_end=679
-  _globals['_CLUSTERSERVICE']._serialized_start=762
-  _globals['_CLUSTERSERVICE']._serialized_end=906
+  _globals['_TRANSFERLEADERSHIPREQUEST']._serialized_start=681
+  _globals['_TRANSFERLEADERSHIPREQUEST']._serialized_end=725
+  _globals['_TRANSFERLEADERSHIPRESPONSE']._serialized_start=727
+  _globals['_TRANSFERLEADERSHIPRESPONSE']._serialized_end=823
+  _globals['_CLUSTERSERVICE']._serialized_start=906
+  _globals['_CLUSTERSERVICE']._serialized_end=1147
 # @@protoc_insertion_point(module_scope)

@@ -89,3 +89,19 @@ class SnapshotResponse(_message.Message):
     size_bytes: int
     duration_ms: float
     def __init__(self, index: _Optional[int] = ..., size_bytes: _Optional[int] = ..., duration_ms: _Optional[float] = ...) -> None: ...
+
+class TransferLeadershipRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class TransferLeadershipResponse(_message.Message):
+    __slots__ = ("previous_leader_id", "leader_id", "duration_ms")
+    PREVIOUS_LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    previous_leader_id: str
+    leader_id: str
+    duration_ms: float
+    def __init__(self, previous_leader_id: _Optional[str] = ..., leader_id: _Optional[str] = ..., duration_ms: _Optional[float] = ...) -> None: ...

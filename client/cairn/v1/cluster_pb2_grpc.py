@@ -44,6 +44,11 @@ class ClusterServiceStub:
                 request_serializer=cairn_dot_v1_dot_cluster__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_cluster__pb2.SnapshotResponse.FromString,
                 _registered_method=True)
+        self.TransferLeadership = channel.unary_unary(
+                '/cairn.v1.ClusterService/TransferLeadership',
+                request_serializer=cairn_dot_v1_dot_cluster__pb2.TransferLeadershipRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_cluster__pb2.TransferLeadershipResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -63,6 +68,14 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TransferLeadership(self, request, context):
+        """Hand leadership to another, fully caught-up member (Raft TimeoutNow); call it on the leader.
+        Returns once a new leader is known, or FAILED_PRECONDITION when no member can take over now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +88,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=cairn_dot_v1_dot_cluster__pb2.SnapshotRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_cluster__pb2.SnapshotResponse.SerializeToString,
+            ),
+            'TransferLeadership': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferLeadership,
+                    request_deserializer=cairn_dot_v1_dot_cluster__pb2.TransferLeadershipRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_cluster__pb2.TransferLeadershipResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +149,33 @@ class ClusterService:
             '/cairn.v1.ClusterService/Snapshot',
             cairn_dot_v1_dot_cluster__pb2.SnapshotRequest.SerializeToString,
             cairn_dot_v1_dot_cluster__pb2.SnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferLeadership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.ClusterService/TransferLeadership',
+            cairn_dot_v1_dot_cluster__pb2.TransferLeadershipRequest.SerializeToString,
+            cairn_dot_v1_dot_cluster__pb2.TransferLeadershipResponse.FromString,
             options,
             channel_credentials,
             insecure,

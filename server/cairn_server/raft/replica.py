@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -152,7 +153,36 @@ class Replica(SyncObj):
         self._journal.flush()  # never acknowledge entries that are not yet durable
         SyncObj._SyncObj__sendNextNodeIdx(self, node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)
 
+    def transfer_leadership(self, target: str | None, timeout: float) -> bool:
+        """Hand leadership over (Raft TimeoutNow). New commands wait in the queue meanwhile, so that a
+        follower can be fully caught up, which pysyncobj requires; they go to the new leader after."""
+        self._transfer_pending = True
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.is_leader():
+                outcome: dict[str, int] = {}
+                done = threading.Event()
+
+                def attempt(outcome: dict[str, int] = outcome, done: threading.Event = done) -> None:
+                    if not outcome:
+                        outcome["error"] = -1
+                        self.transferLeadership(
+                            target, callback=lambda _r, err: (outcome.update(error=err), done.set())
+                        )
+
+                self.addOnTickCallback(attempt)
+                done.wait(max(0.0, min(0.5, deadline - time.monotonic())))
+                self.removeOnTickCallback(attempt)
+                if outcome.get("error") == FAIL_REASON.SUCCESS:
+                    return True
+                time.sleep(0.005)
+            return False
+        finally:
+            self._transfer_pending = False
+
     def _checkCommandsToApply(self):  # noqa: ANN202, N802
+        if getattr(self, "_transfer_pending", False):
+            return  # leave new commands queued until the transfer is done
         # pysyncobj (appendEntriesUseBatch=False) sends one append-entries message per queued command,
         # so each follower decrypts, journals, syncs and acknowledges every entry on its own. Defer the
         # sends while the queue is drained and send once: every command of the tick in one message.

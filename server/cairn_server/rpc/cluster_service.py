@@ -9,7 +9,7 @@ from pysyncobj.syncobj import _RAFT_STATE
 
 from cairn.v1 import cluster_pb2, cluster_pb2_grpc
 
-from ..errors import DeadlineExceeded
+from ..errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
 from .status import handles_errors
 
 if TYPE_CHECKING:
@@ -86,3 +86,29 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
             size_bytes=node.snapshots.last_size,
             duration_ms=(time.monotonic() - started) * 1000,
         )
+
+    @handles_errors
+    def TransferLeadership(self, request, context):  # noqa: ANN001, N802
+        node, replica, cluster = self.node, self.node.replica, self.node.config.cluster
+        if not replica.is_leader():
+            raise Unavailable("only the leader can hand over leadership")
+        target = None
+        if request.node_id:
+            target = next((m.raft_address for m in cluster.peers if m.node_id == request.node_id), None)
+            if target is None:
+                raise InvalidArgument(f"node_id {request.node_id!r} is not a peer of {cluster.node_id}")
+        started = time.monotonic()
+        timeout = context.time_remaining() or 5.0
+        if not replica.transfer_leadership(target, timeout):
+            raise FailedPrecondition("no member could take over in time (none connected and caught up)")
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            leader = node.leader_id()
+            if leader and leader != cluster.node_id and not replica.is_leader():
+                return cluster_pb2.TransferLeadershipResponse(
+                    previous_leader_id=cluster.node_id,
+                    leader_id=leader,
+                    duration_ms=(time.monotonic() - started) * 1000,
+                )
+            time.sleep(0.01)
+        raise DeadlineExceeded("leadership did not move in time")
