@@ -38,6 +38,7 @@ class NetnsNetwork:
     subnet: str = "10.213.0"
     created: list[str] = field(default_factory=list)
     cuts: set[tuple[int, int]] = field(default_factory=set)
+    shaped: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if not netns_available():
@@ -111,6 +112,24 @@ class NetnsNetwork:
             _ip("-n", self.namespace(src), "route", "del", "blackhole", f"{self.address(dst)}/32", check=False)
         self.cuts.clear()
 
+    def netem(self, i: int, spec: list[str]) -> None:
+        """Shape node i's outgoing traffic with netem (for example ["delay", "50ms"] or ["loss", "20%"])."""
+        subprocess.run(
+            [*self.exec_prefix(i), "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", *spec],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        self.shaped.add(i)
+
+    def clear_netem(self) -> None:
+        for i in sorted(self.shaped):
+            subprocess.run(
+                [*self.exec_prefix(i), "tc", "qdisc", "del", "dev", "eth0", "root"], capture_output=True, timeout=10
+            )
+        self.shaped.clear()
+
     # ---- teardown ------------------------------------------------------------------------------
 
     def destroy(self) -> None:
@@ -126,3 +145,23 @@ class NetnsNetwork:
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
+
+
+def netem_available() -> bool:
+    """Whether this kernel has the netem qdisc (latency and loss); checked in a scratch namespace."""
+    if not netns_available():
+        return False
+    scratch = f"czq{os.getpid() % 10000}"
+    try:
+        _ip("netns", "add", scratch)
+        result = subprocess.run(
+            ["ip", "netns", "exec", scratch, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return result.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        _ip("netns", "del", scratch, check=False)

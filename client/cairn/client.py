@@ -41,6 +41,13 @@ from .values import to_struct
 Consistency = Literal["linearizable", "serializable"]
 DEFAULT_ENDPOINTS = ("127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:50053")
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# A restarted node should be reachable again within a second, not after gRPC's default backoff
+# (which grows to two minutes): cluster members come and go.
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
 _T = TypeVar("_T")
 
 
@@ -90,9 +97,9 @@ class Client:
             channel = self._channels.get(endpoint)
             if channel is None:
                 channel = (
-                    grpc.secure_channel(endpoint, self._credentials)
+                    grpc.secure_channel(endpoint, self._credentials, options=CHANNEL_OPTIONS)
                     if self._credentials
-                    else grpc.insecure_channel(endpoint)
+                    else grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
                 )
                 self._channels[endpoint] = channel
             return channel

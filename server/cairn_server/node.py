@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from cairn.client import CHANNEL_OPTIONS
 from cairn.internal import command_pb2, command_pb2_grpc
 from cairn.v1 import cluster_pb2, cluster_pb2_grpc, state_pb2, state_pb2_grpc
 
@@ -76,6 +77,7 @@ class Node:
                 config.raft.snapshot_entries,
                 config.raft.snapshot_interval,
             ),
+            on_state_changed=self._on_role_changed,
         )
         self.barrier = ReadBarrier(self.replica, retry_after=max(0.2, config.raft.election_timeout / 2))
         self.forwarder = Forwarder(config.limits.request_timeout)
@@ -130,7 +132,7 @@ class Node:
         with self._stubs_lock:
             stub = self._node_stubs.get(address)
             if stub is None:
-                channel = grpc.insecure_channel(address)
+                channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
                 self._channels.append(channel)
                 stub = self._node_stubs[address] = command_pb2_grpc.NodeServiceStub(channel)
             return stub
@@ -165,6 +167,11 @@ class Node:
 
     def wait(self) -> None:
         self._stopped.wait()
+
+    def _on_role_changed(self, old: int, new: int) -> None:
+        names = {0: "follower", 1: "candidate", 2: "leader"}
+        log.info("raft role %s -> %s (term %d)", names.get(old, old), names.get(new, new),
+                 self.replica.raftCurrentTerm if hasattr(self, "replica") else -1)
 
     def _fatal(self, reason: str) -> None:
         log.critical("%s; stopping node %s", reason, self.config.cluster.node_id)

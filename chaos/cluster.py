@@ -1,0 +1,165 @@
+"""The cluster under test: N real node processes, each in its own network namespace when running as root
+(so links can be cut), otherwise on loopback with kills and pauses only."""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cairn import Client, NodeStatus
+from cairn_server.local_cluster import LocalCluster
+
+from .netns import NetnsNetwork, netns_available
+
+UNSAFE_READS_ENV = "CAIRN_TEST_ONLY_UNSAFE_LOCAL_READS"
+NODE_OVERRIDES = {
+    "limits": {"history_limit": 100_000, "request_timeout": "5s"},
+    "raft": {"snapshot_entries": 300},
+    "checkpointing": {"max_per_workflow": 10_000},
+}
+
+
+@dataclass
+class ChaosCluster:
+    data_dir: Path
+    nodes: int = 3
+    use_netns: bool = True
+    unsafe_reads: bool = False
+    prefix: str = "czc"
+    subnet: str = "10.214.0"
+    net: NetnsNetwork | None = None
+    local: LocalCluster | None = None
+    paused: set[int] = field(default_factory=set)
+
+    def start(self) -> None:
+        if self.use_netns and not netns_available():
+            self.use_netns = False
+        env = {UNSAFE_READS_ENV: "1"} if self.unsafe_reads else {}
+        if self.use_netns:
+            self.net = NetnsNetwork(self.nodes, prefix=self.prefix, subnet=self.subnet).create()
+            self.local = LocalCluster(
+                self.data_dir,
+                nodes=self.nodes,
+                base_port=50051,
+                hosts=[self.net.address(i) for i in range(self.nodes)],
+                wrap=self.net.exec_prefix,
+                env=env,
+                overrides=NODE_OVERRIDES,
+            )
+        else:
+            from tests.support import free_base_port
+
+            self.local = LocalCluster(
+                self.data_dir, nodes=self.nodes, base_port=free_base_port(self.nodes), env=env, overrides=NODE_OVERRIDES
+            )
+        self.local.start()
+        self.wait_leader(60)
+
+    @property
+    def cluster(self) -> LocalCluster:
+        assert self.local is not None
+        return self.local
+
+    @property
+    def endpoints(self) -> list[str]:
+        return self.cluster.endpoints
+
+    def client(self, timeout: float = 5.0, attempt_timeout: float = 1.0) -> Client:
+        return Client(self.endpoints, timeout=timeout, attempt_timeout=attempt_timeout)
+
+    def status(self, i: int, timeout: float = 0.5) -> NodeStatus | None:
+        if i in self.paused or not self.cluster.alive(i):
+            return None
+        try:
+            with Client([self.endpoints[i]], timeout=timeout) as c:
+                return c.node_status(self.endpoints[i], timeout=timeout)
+        except Exception:  # noqa: BLE001
+            return None
+
+    def leader(self, among: list[int] | None = None) -> int | None:
+        """The node that says it leads and that every other node asked agrees on."""
+        views = {i: s for i in (among if among is not None else range(self.nodes)) if (s := self.status(i))}
+        leaders = [i for i, s in views.items() if s.role == "LEADER"]
+        if len(leaders) != 1:
+            return None
+        leader_id = views[leaders[0]].node_id
+        return leaders[0] if all(s.leader_id == leader_id for s in views.values()) else None
+
+    def wait_leader(self, timeout: float = 30.0, among: list[int] | None = None) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.leader(among)
+            if leader is not None:
+                return leader
+            time.sleep(0.1)
+        raise RuntimeError(f"no agreed leader within {timeout}s")
+
+    def any_leader(self) -> int | None:
+        """A node that believes it leads (enough to pick a fault target; may be stale)."""
+        for i in range(self.nodes):
+            s = self.status(i)
+            if s is not None and s.role == "LEADER":
+                return i
+        return None
+
+    # ---- process faults ------------------------------------------------------------------------
+
+    def kill(self, i: int) -> None:
+        self.resume(i)
+        self.cluster.kill_node(i)
+
+    def start_node(self, i: int) -> None:
+        if not self.cluster.alive(i):
+            self.cluster.start_node(i)
+
+    def pause(self, i: int) -> None:
+        if self.cluster.alive(i):
+            self.cluster.signal_node(i, signal.SIGSTOP)
+            self.paused.add(i)
+
+    def resume(self, i: int) -> None:
+        if i in self.paused:
+            self.cluster.signal_node(i, signal.SIGCONT)
+            self.paused.discard(i)
+
+    def graceful_restart(self, i: int) -> None:
+        self.resume(i)
+        self.cluster.stop_node(i)
+        self.cluster.start_node(i)
+
+    def compact(self, i: int) -> None:
+        with Client([self.endpoints[i]], timeout=10) as c:
+            c.snapshot(self.endpoints[i], timeout=10)
+
+    def heal_everything(self) -> None:
+        for i in list(self.paused):
+            self.resume(i)
+        if self.net is not None:
+            self.net.heal()
+        for i in range(self.nodes):
+            self.start_node(i)
+
+    def wait_caught_up(self, timeout: float = 60.0) -> bool:
+        """Every node alive, one leader, and every node has applied the leader's commit index."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if leader is not None:
+                statuses = [self.status(i) for i in range(self.nodes)]
+                target = statuses[leader].commit_index if statuses[leader] else None
+                if target and all(s is not None and s.applied_index >= target for s in statuses):
+                    return True
+            time.sleep(0.2)
+        return False
+
+    def stop(self) -> None:
+        try:
+            if self.local is not None:
+                for i in list(self.paused):
+                    self.resume(i)
+                self.local.stop()
+        finally:
+            if self.net is not None:
+                self.net.destroy()
