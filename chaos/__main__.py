@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             netns=not args.no_netns,
             unsafe_reads=args.unsafe_reads,
             checker_time_limit=args.checker_time_limit,
+            net_prefix=args.net_prefix,
+            subnet=args.subnet,
         )
     )
 

@@ -60,7 +60,15 @@ class NetnsNetwork:
         return ["ip", "netns", "exec", self.namespace(i)]
 
     def create(self) -> NetnsNetwork:
-        self.destroy()  # leftovers of an interrupted run with the same prefix
+        existing = set(_ip("netns", "list", check=False).stdout.split())
+        taken = sorted({self.namespace(i) for i in range(self.size)} & existing)
+        if taken or _ip("link", "show", self.bridge, check=False).returncode == 0:
+            # Never tear down what may be another live run's network: it would cross-wire the two.
+            raise RuntimeError(
+                f"{', '.join(taken) or self.bridge} already exist(s): another run uses prefix {self.prefix!r} "
+                f"(choose another), or an interrupted one left them (remove: ip netns del NAME; ip link del "
+                f"{self.bridge})"
+            )
         try:
             _ip("link", "add", self.bridge, "type", "bridge")
             self.created.append(f"link:{self.bridge}")

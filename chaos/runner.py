@@ -126,6 +126,8 @@ def run(cfg: RunConfig) -> int:
         "clients": cfg.clients,
         "keys": cfg.keys,
         "netns": cluster.use_netns,
+        "net_prefix": cfg.net_prefix,
+        "subnet": cfg.subnet,
         "unsafe_reads": cfg.unsafe_reads,
         "notes": cfg.notes,
         "last_heal_ns": last_heal,

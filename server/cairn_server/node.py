@@ -170,8 +170,12 @@ class Node:
 
     def _on_role_changed(self, old: int, new: int) -> None:
         names = {0: "follower", 1: "candidate", 2: "leader"}
-        log.info("raft role %s -> %s (term %d)", names.get(old, old), names.get(new, new),
-                 self.replica.raftCurrentTerm if hasattr(self, "replica") else -1)
+        log.info(
+            "raft role %s -> %s (term %d)",
+            names.get(old, old),
+            names.get(new, new),
+            self.replica.raftCurrentTerm if hasattr(self, "replica") else -1,
+        )
 
     def _fatal(self, reason: str) -> None:
         log.critical("%s; stopping node %s", reason, self.config.cluster.node_id)

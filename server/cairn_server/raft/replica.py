@@ -138,16 +138,57 @@ class Replica(SyncObj):
     # ---- overrides of pysyncobj internals ------------------------------------------------------
 
     def _SyncObj__onMessageReceived(self, node, message):  # noqa: ANN001, ANN202, N802
-        if message.get("type") == "append_entries" and "prevLogIdx" not in message:
-            # Trap 1: a snapshot transfer carries the leader's commit index, and pysyncobj would set
-            # ours to min(that, our last index) -- "committing" stale entries we never replicated.
-            message = dict(message)
-            message["commit_index"] = min(message.get("commit_index", 0), self.raftCommitIndex)
         self._journal.begin()
         try:
+            if message.get("type") == "append_entries" and message.get("term", -1) >= self.raftCurrentTerm:
+                if "prevLogIdx" not in message:
+                    # Trap 1: a snapshot transfer carries the leader's commit index, and pysyncobj would set
+                    # ours to min(that, our last index) -- "committing" stale entries we never replicated.
+                    message = dict(message)
+                    message["commit_index"] = min(message.get("commit_index", 0), self.raftCommitIndex)
+                elif message.get("transmission") is None:
+                    message = self._keep_matching_entries(node, message)
+                    if message is None:
+                        return
             SyncObj._SyncObj__onMessageReceived(self, node, message)
         finally:
             self._journal.flush()
+
+    def _keep_matching_entries(self, node, message: dict) -> dict | None:  # noqa: ANN001
+        """Trap 5: pysyncobj's follower deletes every entry after prevLogIdx whenever there are any, even
+        when they match the leader's (Raft deletes only on a conflict). A stale message (an acknowledgement
+        that arrived late moved the leader's nextIndex back; the resent batch is capped in size) then cuts
+        off entries the leader has already counted towards a commit: lose the leader, and committed writes
+        are gone. It also sets the commit index to min(leader's, our last index), which would commit a
+        stale tail that no message has verified.
+
+        Here entries we already hold with the same term are skipped, so pysyncobj only truncates at a real
+        conflict; when every entry is already here we acknowledge exactly what this message verified and
+        touch nothing after it, and the commit index never passes what the message verified.
+        """
+        prev_index, prev_term = message["prevLogIdx"], message["prevLogTerm"]
+        mine = self._journal.entry_at(prev_index)
+        if mine is None or mine[2] != prev_term:
+            return message  # pysyncobj answers "reset" without touching the log
+        entries = list(message.get("entries") or [])
+        matched = 0
+        for entry in entries:
+            have = self._journal.entry_at(entry[1])
+            if have is None or have[2] != entry[2]:
+                break
+            matched += 1
+        verified = entries[matched - 1][1] if matched else prev_index
+        if matched < len(entries):
+            if matched == 0:
+                return message
+            last = entries[matched - 1]
+            return {**message, "prevLogIdx": last[1], "prevLogTerm": last[2], "entries": entries[matched:]}
+        # Nothing new: take the leader's term, leadership and (verified) commit index, then acknowledge.
+        bare = {k: v for k, v in message.items() if k not in ("prevLogIdx", "prevLogTerm", "entries")}
+        bare["commit_index"] = min(message.get("commit_index", 0), verified)
+        SyncObj._SyncObj__onMessageReceived(self, node, bare)
+        self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=verified + 1, success=True)
+        return None
 
     def _SyncObj__sendNextNodeIdx(self, node, reset=False, nextNodeIdx=None, success=False):  # noqa: ANN001, ANN202, N802
         self._journal.flush()  # never acknowledge entries that are not yet durable
