@@ -187,6 +187,7 @@ FAULTS: dict[str, Fault] = {
         Fault("kill-all", "kill", _kill(lambda c, r: list(range(c.nodes))), removes_leader=True),
         Fault("pause-leader-short", "pause", _pause(lambda c, r: [_leader_or_any(c, r)], 0.3)),
         Fault("pause-leader-long", "pause", _pause(lambda c, r: [_leader_or_any(c, r)], None), removes_leader=True),
+        Fault("pause-follower-short", "pause", _pause(lambda c, r: [r.choice(_followers(c, r))], 0.3)),
         Fault("pause-follower", "pause", _pause(lambda c, r: [r.choice(_followers(c, r))], None)),
         Fault("partition-leader", "partition", _partition(_isolate_leader), needs_netns=True, removes_leader=True),
         Fault("partition-halves", "partition", _partition(_halves), needs_netns=True, removes_leader=True),

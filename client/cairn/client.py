@@ -48,6 +48,15 @@ CHANNEL_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
+
+
+def open_channel(target: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    """A channel to one cluster member (TLS when credentials are given)."""
+    if credentials is not None:
+        return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+    return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+
+
 _T = TypeVar("_T")
 
 
@@ -96,11 +105,7 @@ class Client:
         with self._lock:
             channel = self._channels.get(endpoint)
             if channel is None:
-                channel = (
-                    grpc.secure_channel(endpoint, self._credentials, options=CHANNEL_OPTIONS)
-                    if self._credentials
-                    else grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
-                )
+                channel = open_channel(endpoint, self._credentials)
                 self._channels[endpoint] = channel
             return channel
 

@@ -12,7 +12,7 @@ import threading
 
 import grpc
 
-from cairn.client import CHANNEL_OPTIONS
+from cairn.client import open_channel
 from cairn.v1 import state_pb2_grpc
 
 from .errors import Unavailable
@@ -33,11 +33,7 @@ class Forwarder:
         with self._lock:
             stub = self._stubs.get(address)
             if stub is None:
-                channel = (
-                    grpc.secure_channel(address, self._credentials, options=CHANNEL_OPTIONS)
-                    if self._credentials
-                    else grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-                )
+                channel = open_channel(address, self._credentials)
                 self._channels.append(channel)
                 stub = self._stubs[address] = state_pb2_grpc.StateServiceStub(channel)
             return stub

@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cairn.client import CHANNEL_OPTIONS
+from cairn.client import open_channel
 from cairn.internal import command_pb2, command_pb2_grpc
 from cairn.v1 import cluster_pb2, cluster_pb2_grpc, state_pb2, state_pb2_grpc
 
@@ -22,7 +22,7 @@ from .config import Config
 from .forwarding import Forwarder
 from .raft.barrier import ReadBarrier
 from .raft.journal import RocksJournal
-from .raft.replica import RaftTuning, Replica
+from .raft.replica import Replica
 from .raft.snapshot import Snapshots
 from .rpc.cluster_service import ClusterService
 from .rpc.state_service import NodeService, StateService
@@ -71,12 +71,7 @@ class Node:
             journal=self.journal,
             machine=self.machine,
             snapshots=self.snapshots,
-            tuning=RaftTuning(
-                config.raft.heartbeat_interval,
-                config.raft.election_timeout,
-                config.raft.snapshot_entries,
-                config.raft.snapshot_interval,
-            ),
+            tuning=config.raft,
             on_state_changed=self._on_role_changed,
         )
         self.barrier = ReadBarrier(self.replica, retry_after=max(0.2, config.raft.election_timeout / 2))
@@ -132,7 +127,7 @@ class Node:
         with self._stubs_lock:
             stub = self._node_stubs.get(address)
             if stub is None:
-                channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+                channel = open_channel(address)
                 self._channels.append(channel)
                 stub = self._node_stubs[address] = command_pb2_grpc.NodeServiceStub(channel)
             return stub

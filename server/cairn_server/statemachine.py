@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import threading
-import time
 import zlib
 from collections.abc import Iterator
 
@@ -82,14 +81,8 @@ class StateMachine:
         self._advance(index)
 
     def wait_applied(self, index: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
         with self._applied_cond:
-            while self._applied < index:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._applied_cond.wait(left)
-        return True
+            return self._applied_cond.wait_for(lambda: self._applied >= index, timeout)
 
     # ---- apply ---------------------------------------------------------------------------------
 

@@ -45,9 +45,6 @@ def netns_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tu
         handle.wait_leader(30)
         yield handle, net
     finally:
-        for i in range(3):
-            if request.node.rep_call_failed if hasattr(request.node, "rep_call_failed") else False:
-                print(cluster.log_tail(i, 40))
         handle.close()
         net.destroy()
 
@@ -72,31 +69,18 @@ def test_an_isolated_leader_never_serves_a_stale_linearizable_read(netns_cluster
     assert got.current_step == "after"
 
 
-def test_unsafe_local_reads_mode_does_serve_stale_reads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("netns_cluster", [{"CAIRN_TEST_ONLY_UNSAFE_LOCAL_READS": "1"}], indirect=True)
+def test_unsafe_local_reads_mode_does_serve_stale_reads(netns_cluster) -> None:  # noqa: ANN001
     """The test-only flag exists so the chaos checker can be shown to catch stale reads: prove it does."""
-    net = NetnsNetwork(3, prefix="czu", subnet="10.213.8").create()
-    cluster = LocalCluster(
-        tmp_path,
-        nodes=3,
-        base_port=50051,
-        hosts=[net.address(i) for i in range(3)],
-        wrap=net.exec_prefix,
-        env={"CAIRN_TEST_ONLY_UNSAFE_LOCAL_READS": "1"},
-    )
-    c = ClusterHandle(cluster, Client(cluster.endpoints, timeout=20))
-    try:
-        cluster.start()
-        old = c.wait_leader(30)
-        c.client.persist_state("unsafe", current_step="before")
-        c.wait_applied(old, c.status(old).commit_index)
-        net.isolate(old)
-        others = [i for i in range(3) if i != old]
-        c.wait_leader(among=others, timeout=20)
-        Client([c.endpoint(i) for i in others], timeout=10).persist_state("unsafe", current_step="after")
-        assert c.node_client(old).get_state("unsafe").current_step == "before"
-    finally:
-        c.close()
-        net.destroy()
+    c, net = netns_cluster
+    old = c.wait_leader()
+    c.client.persist_state("unsafe", current_step="before")
+    c.wait_applied(old, c.status(old).commit_index)
+    net.isolate(old)
+    others = [i for i in range(3) if i != old]
+    c.wait_leader(among=others, timeout=20)
+    Client([c.endpoint(i) for i in others], timeout=10).persist_state("unsafe", current_step="after")
+    assert c.node_client(old).get_state("unsafe").current_step == "before"
 
 
 def test_trap1_a_rejoining_old_leader_never_commits_its_unreplicated_entry(netns_cluster) -> None:  # noqa: ANN001

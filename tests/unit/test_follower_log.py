@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from pysyncobj.node import TCPNode
 
+from cairn_server.config import RaftConfig
 from cairn_server.raft.journal import RocksJournal
-from cairn_server.raft.replica import RaftTuning, Replica
+from cairn_server.raft.replica import Replica
 from cairn_server.raft.snapshot import Snapshots
 from cairn_server.statemachine import StateMachine
 from cairn_server.storage import RocksStore
@@ -29,18 +30,31 @@ def follower(tmp_path: Path) -> Iterator[Replica]:
     machine = StateMachine(store)
     journal = RocksJournal(store, sync=False)
     snapshots = Snapshots(store, machine, journal, tmp_path, lambda reason: None)
-    replica = Replica(self_address=f"127.0.0.1:{free_base_port(1)}", peer_addresses=[LEADER, "127.0.0.1:2"],
-                      secret=None, journal=journal, machine=machine, snapshots=snapshots,
-                      tuning=RaftTuning(election_timeout=600.0, heartbeat_interval=0.1))
+    replica = Replica(
+        self_address=f"127.0.0.1:{free_base_port(1)}",
+        peer_addresses=[LEADER, "127.0.0.1:2"],
+        secret=None,
+        journal=journal,
+        machine=machine,
+        snapshots=snapshots,
+        tuning=RaftConfig(election_timeout=600.0, heartbeat_interval=0.1),
+    )
     yield replica
     replica.destroy_synchronous()
     store.close()
 
 
-def append(replica: Replica, prev: tuple[int, int], entries: list[tuple[int, int]], commit: int = 0,
-           term: int = 1) -> None:
-    message = {"type": "append_entries", "term": term, "commit_index": commit, "prevLogIdx": prev[0],
-               "prevLogTerm": prev[1], "entries": [(b"\xff not applied", i, t) for i, t in entries]}
+def append(
+    replica: Replica, prev: tuple[int, int], entries: list[tuple[int, int]], commit: int = 0, term: int = 1
+) -> None:
+    message = {
+        "type": "append_entries",
+        "term": term,
+        "commit_index": commit,
+        "prevLogIdx": prev[0],
+        "prevLogTerm": prev[1],
+        "entries": [(b"\xff not applied", i, t) for i, t in entries],
+    }
     replica._SyncObj__onMessageReceived(TCPNode(LEADER), message)
 
 

@@ -13,13 +13,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pysyncobj.syncobj as pso
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
 from cairn.internal import command_pb2
 
+from ..config import RaftConfig
 from ..errors import DeadlineExceeded, Unavailable
 from ..statemachine import StateMachine
 from .journal import RocksJournal
@@ -30,14 +30,6 @@ log = logging.getLogger(__name__)
 _JOURNAL_SENTINEL = "cairn-rocksdb-journal"
 _journal_patch_lock = threading.Lock()
 _FAIL_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if not k.startswith("_")}
-
-
-@dataclass(frozen=True)
-class RaftTuning:
-    heartbeat_interval: float = 0.1
-    election_timeout: float = 1.0
-    snapshot_entries: int = 5000
-    snapshot_interval: float = 300.0
 
 
 class Replica(SyncObj):
@@ -52,7 +44,7 @@ class Replica(SyncObj):
         journal: RocksJournal,
         machine: StateMachine,
         snapshots: Snapshots,
-        tuning: RaftTuning,
+        tuning: RaftConfig,
         on_state_changed: Callable[[int, int], None] | None = None,
     ):
         self._machine = machine

@@ -203,14 +203,8 @@ class Snapshots:
             return state
 
     def wait_completed(self, count: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
         with self._lock:
-            while self.completed < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._lock.wait(left)
-        return True
+            return self._lock.wait_for(lambda: self.completed >= count, timeout)
 
     # ---- deserializer (start-up, or a snapshot received from the leader) --------------------------
 
