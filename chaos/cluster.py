@@ -75,7 +75,7 @@ class ChaosCluster:
         try:
             with Client([self.endpoints[i]], timeout=timeout) as c:
                 return c.node_status(self.endpoints[i], timeout=timeout)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
 
     def leader(self, among: list[int] | None = None) -> int | None:

@@ -42,7 +42,7 @@ def _names(c: ChaosCluster, nodes: list[int]) -> str:
     return ",".join(c.cluster.specs[i].node_id for i in sorted(nodes))
 
 
-def _kill(pick: Callable[[ChaosCluster, random.Random], list[int]]):  # noqa: ANN202
+def _kill(pick: Callable[[ChaosCluster, random.Random], list[int]]):
     def inject(c: ChaosCluster, rng: random.Random) -> tuple[str, Callable[[], None]]:
         nodes = pick(c, rng)
         for i in nodes:
@@ -57,7 +57,7 @@ def _kill(pick: Callable[[ChaosCluster, random.Random], list[int]]):  # noqa: AN
     return inject
 
 
-def _pause(pick: Callable[[ChaosCluster, random.Random], list[int]], length: float | None):  # noqa: ANN202
+def _pause(pick: Callable[[ChaosCluster, random.Random], list[int]], length: float | None):
     def inject(c: ChaosCluster, rng: random.Random) -> tuple[str, Callable[[], None]]:
         nodes = pick(c, rng)
         for i in nodes:
@@ -78,7 +78,7 @@ def _pause(pick: Callable[[ChaosCluster, random.Random], list[int]], length: flo
 
 def _partition(
     plan: Callable[[ChaosCluster, random.Random], tuple[str, list[tuple[int, int]]]], compact_majority: bool = False
-):  # noqa: ANN202
+):
     def inject(c: ChaosCluster, rng: random.Random) -> tuple[str, Callable[[], None]]:
         assert c.net is not None
         what, cuts = plan(c, rng)
@@ -154,12 +154,12 @@ def _transfer(c: ChaosCluster, rng: random.Random) -> tuple[str, Callable[[], No
     with c.client(timeout=10) as client:
         try:
             new = client.transfer_leadership(timeout=10)
-        except Exception as exc:  # noqa: BLE001 - reported as the fault's description
+        except Exception as exc:  # reported as the fault's description
             return f"leadership transfer refused: {exc}", lambda: None
     return f"leadership transferred to {new}", lambda: None
 
 
-def _netem(spec: list[str]):  # noqa: ANN202
+def _netem(spec: list[str]):
     def inject(c: ChaosCluster, rng: random.Random) -> tuple[str, Callable[[], None]]:
         assert c.net is not None
         nodes = rng.sample(range(c.nodes), max(1, c.nodes // 2))

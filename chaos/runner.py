@@ -93,7 +93,7 @@ def run(cfg: RunConfig) -> int:
                 record.description, heal = fault.inject(cluster, rng)
             except FaultUnavailable as exc:
                 record.error, heal = str(exc), (lambda: None)
-            except Exception as exc:  # noqa: BLE001 - a fault that could not be injected is reported, not fatal
+            except Exception as exc:  # a fault that could not be injected is reported, not fatal
                 record.error, heal = f"{type(exc).__name__}: {exc}", (lambda: None)
             _log(f"{fault.name}: {record.description or record.error}")
             time.sleep(cfg.hold)

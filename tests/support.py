@@ -25,7 +25,7 @@ def wait_until(predicate: Callable[[], T], timeout: float, message: str, interva
             value = predicate()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - remembered for the failure message
+        except Exception as exc:  # remembered for the failure message
             last_error = exc
         if time.monotonic() >= deadline:
             raise AssertionError(f"{message} (after {timeout}s; last error: {last_error!r})")
@@ -79,7 +79,7 @@ class ClusterHandle:
         for i in candidates:
             try:
                 views[i] = self.status(i)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 continue
         leaders = [i for i, s in views.items() if s.role == "LEADER"]
         if len(leaders) != 1:

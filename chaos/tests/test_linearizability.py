@@ -19,7 +19,7 @@ def op(
     *,
     value=None,
     version=None,
-    expected=None,  # noqa: ANN001
+    expected=None,
     key: str = "k",
     process: int = 0,
 ) -> Operation:
@@ -40,11 +40,11 @@ def op(
     )
 
 
-def w(call: int, ret: int | None, value: str, version: int | None, outcome: str = OK, **kw) -> Operation:  # noqa: ANN003
+def w(call: int, ret: int | None, value: str, version: int | None, outcome: str = OK, **kw) -> Operation:
     return op("write", call, ret, outcome, value=value, version=version, **kw)
 
 
-def r(call: int, ret: int, version: int, value: str | None, **kw) -> Operation:  # noqa: ANN003
+def r(call: int, ret: int, version: int, value: str | None, **kw) -> Operation:
     return op("read", call, ret, OK, value=[version, value], **kw)
 
 

@@ -42,7 +42,7 @@ class Forwarder:
     def was_forwarded(context: grpc.ServicerContext) -> bool:
         return any(k == FORWARDED_KEY for k, _ in context.invocation_metadata())
 
-    def forward(self, method: str, request, context: grpc.ServicerContext, leader_grpc: str | None):  # noqa: ANN001, ANN201
+    def forward(self, method: str, request, context: grpc.ServicerContext, leader_grpc: str | None):
         if leader_grpc is None:
             raise Unavailable("this node is not the leader and no leader is known (election in progress?)")
         if self.was_forwarded(context):

@@ -230,7 +230,7 @@ class LocalCluster:
             return ""
 
 
-def run_cluster_up(nodes: int, data_dir: str, base_port: int, echo=print) -> int:  # noqa: ANN001
+def run_cluster_up(nodes: int, data_dir: str, base_port: int, echo=print) -> int:
     """Foreground: start the nodes, print endpoints, stop them all on SIGINT/SIGTERM."""
     cluster = LocalCluster(Path(data_dir), nodes=nodes, base_port=base_port)
     stopping = False

@@ -91,7 +91,7 @@ class StateMachine:
             return self._replayed(payload)
         try:
             cmd = command_pb2.Command.FromString(payload)
-        except Exception:  # noqa: BLE001 - any garbage must become a rejection, not a wedge
+        except Exception:  # any garbage must become a rejection, not a wedge
             log.error("entry %d is not a Cairn command; recorded as rejected", index)
             return self._commit(self.store.batch(), index, _reject(INVALID_ARGUMENT, "undecodable command"))
         if cmd.WhichOneof("op") == "barrier":
@@ -99,12 +99,12 @@ class StateMachine:
             return command_pb2.ApplyResult(code=OK)
         batch = self.store.batch()
         try:
-            result = self._dedup_hit(cmd)
+            result = self.dedup_result(cmd)
             if result is None:
                 result = self._execute(cmd, batch)
                 self._record_dedup(cmd, result, batch)
             self._purge_dedup(cmd.time_ns, batch)
-        except Exception as exc:  # noqa: BLE001 - see module docstring
+        except Exception as exc:  # see module docstring
             log.exception("apply of entry %d failed; recorded as rejected", index)
             batch = self.store.batch()
             result = _reject(INTERNAL, f"apply failed: {type(exc).__name__}")
@@ -114,7 +114,7 @@ class StateMachine:
         batch.put("meta", APPLIED_KEY, u64(index))
         try:
             self.store.write(batch)
-        except Exception:  # noqa: BLE001
+        except Exception:
             # The disk refused a write: continuing would leave this replica silently behind.
             log.critical("RocksDB write failed at index %d; stopping the node", index, exc_info=True)
             os._exit(75)
@@ -126,12 +126,12 @@ class StateMachine:
         """An entry already in the state: answer with its recorded result if we have one."""
         try:
             cmd = command_pb2.Command.FromString(payload)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return _reject(INVALID_ARGUMENT, "undecodable command")
-        hit = self._dedup_hit(cmd)
+        hit = self.dedup_result(cmd)
         return hit if hit is not None else command_pb2.ApplyResult(code=OK)
 
-    def _dedup_hit(self, cmd: command_pb2.Command) -> command_pb2.ApplyResult | None:
+    def dedup_result(self, cmd: command_pb2.Command) -> command_pb2.ApplyResult | None:
         if not cmd.request_id:
             return None
         raw = self.store.get("dedup", cmd.request_id.encode())

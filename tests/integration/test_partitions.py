@@ -49,7 +49,7 @@ def netns_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tu
         net.destroy()
 
 
-def test_an_isolated_leader_never_serves_a_stale_linearizable_read(netns_cluster) -> None:  # noqa: ANN001
+def test_an_isolated_leader_never_serves_a_stale_linearizable_read(netns_cluster) -> None:
     c, net = netns_cluster
     old = c.wait_leader()
     c.client.persist_state("iso", current_step="before")
@@ -70,7 +70,7 @@ def test_an_isolated_leader_never_serves_a_stale_linearizable_read(netns_cluster
 
 
 @pytest.mark.parametrize("netns_cluster", [{"CAIRN_TEST_ONLY_UNSAFE_LOCAL_READS": "1"}], indirect=True)
-def test_unsafe_local_reads_mode_does_serve_stale_reads(netns_cluster) -> None:  # noqa: ANN001
+def test_unsafe_local_reads_mode_does_serve_stale_reads(netns_cluster) -> None:
     """The test-only flag exists so the chaos checker can be shown to catch stale reads: prove it does."""
     c, net = netns_cluster
     old = c.wait_leader()
@@ -83,7 +83,7 @@ def test_unsafe_local_reads_mode_does_serve_stale_reads(netns_cluster) -> None: 
     assert c.node_client(old).get_state("unsafe").current_step == "before"
 
 
-def test_trap1_a_rejoining_old_leader_never_commits_its_unreplicated_entry(netns_cluster) -> None:  # noqa: ANN001
+def test_trap1_a_rejoining_old_leader_never_commits_its_unreplicated_entry(netns_cluster) -> None:
     """RAFT-NOTES trap 1: partition the leader, write to it, compact the majority's log, heal.
 
     Stock pysyncobj lets the snapshot-transfer messages advance the old leader's commit index over

@@ -13,7 +13,7 @@ from cairn.errors import CairnError
 from tests.support import ClusterHandle, wait_until
 
 
-def test_write_to_a_follower_lands_on_every_replica(make_cluster) -> None:  # noqa: ANN001
+def test_write_to_a_follower_lands_on_every_replica(make_cluster) -> None:
     c: ClusterHandle = make_cluster()
     follower = c.followers()[0]
     via_follower = c.node_client(follower)
@@ -47,7 +47,7 @@ def _writer(
             first_ok_after[tag] = time.monotonic() - kill_time[0]
 
 
-def test_kill_9_of_the_leader_loses_no_acknowledged_write(make_cluster) -> None:  # noqa: ANN001
+def test_kill_9_of_the_leader_loses_no_acknowledged_write(make_cluster) -> None:
     c: ClusterHandle = make_cluster()
     leader = c.wait_leader()
     stop = threading.Event()
@@ -92,7 +92,7 @@ def test_kill_9_of_the_leader_loses_no_acknowledged_write(make_cluster) -> None:
         cl.close()
 
 
-def test_a_restarted_node_catches_up(make_cluster) -> None:  # noqa: ANN001
+def test_a_restarted_node_catches_up(make_cluster) -> None:
     c: ClusterHandle = make_cluster()
     follower = c.followers()[0]
     c.kill(follower)
@@ -107,7 +107,7 @@ def test_a_restarted_node_catches_up(make_cluster) -> None:  # noqa: ANN001
     assert c.node_client(follower).get_state("catch-7", consistency="serializable").variables == {"n": 7}
 
 
-def test_a_lagging_node_catches_up_through_a_snapshot(make_cluster) -> None:  # noqa: ANN001
+def test_a_lagging_node_catches_up_through_a_snapshot(make_cluster) -> None:
     c: ClusterHandle = make_cluster(overrides={"raft": {"snapshot_entries": 20}})
     leader = c.wait_leader()
     lagging = c.followers()[0]
@@ -132,7 +132,7 @@ def test_a_lagging_node_catches_up_through_a_snapshot(make_cluster) -> None:  # 
     assert len({d.digest for d in result.replicas if d.reachable}) == 1 and len(result.replicas) == 3
 
 
-def test_the_whole_cluster_killed_and_restarted_keeps_everything(make_cluster) -> None:  # noqa: ANN001
+def test_the_whole_cluster_killed_and_restarted_keeps_everything(make_cluster) -> None:
     # Trap 3: after compaction the journal alone no longer holds the state; the snapshot file must.
     c: ClusterHandle = make_cluster(overrides={"raft": {"snapshot_entries": 20}})
     acked = {}
@@ -156,7 +156,7 @@ def test_the_whole_cluster_killed_and_restarted_keeps_everything(make_cluster) -
     assert c.client.validate_state("all-3").valid
 
 
-def test_concurrent_cas_writers_get_exactly_one_winner_per_version(make_cluster) -> None:  # noqa: ANN001
+def test_concurrent_cas_writers_get_exactly_one_winner_per_version(make_cluster) -> None:
     c: ClusterHandle = make_cluster()
     c.client.persist_state("cas", current_step="start", expected_version=0)
     writers = 6
@@ -195,7 +195,7 @@ def test_concurrent_cas_writers_get_exactly_one_winner_per_version(make_cluster)
         cl.close()
 
 
-def test_a_retry_with_the_same_request_id_applies_once_even_across_a_leader_change(make_cluster) -> None:  # noqa: ANN001
+def test_a_retry_with_the_same_request_id_applies_once_even_across_a_leader_change(make_cluster) -> None:
     c: ClusterHandle = make_cluster()
     first = c.client.persist_state("dedup", current_step="a", variables={"n": 1}, request_id="req-1")
     again = c.client.persist_state("dedup", current_step="a", variables={"n": 1}, request_id="req-1")
@@ -208,7 +208,7 @@ def test_a_retry_with_the_same_request_id_applies_once_even_across_a_leader_chan
     assert len(c.client.get_state("dedup").history) == 1
 
 
-def test_a_leader_resumed_from_sigstop_never_serves_a_stale_read(make_cluster) -> None:  # noqa: ANN001
+def test_a_leader_resumed_from_sigstop_never_serves_a_stale_read(make_cluster) -> None:
     c: ClusterHandle = make_cluster()
     old = c.wait_leader()
     c.client.persist_state("paused", current_step="before")
@@ -227,7 +227,7 @@ def test_a_leader_resumed_from_sigstop_never_serves_a_stale_read(make_cluster) -
     assert seen in ("after", None)
 
 
-def test_a_wiped_node_rebuilds_from_a_snapshot(make_cluster) -> None:  # noqa: ANN001
+def test_a_wiped_node_rebuilds_from_a_snapshot(make_cluster) -> None:
     import shutil
 
     c: ClusterHandle = make_cluster(overrides={"raft": {"snapshot_entries": 20}})
@@ -251,7 +251,7 @@ def test_a_wiped_node_rebuilds_from_a_snapshot(make_cluster) -> None:  # noqa: A
         )
 
 
-def test_leadership_transfer_under_load_loses_nothing(make_cluster) -> None:  # noqa: ANN001
+def test_leadership_transfer_under_load_loses_nothing(make_cluster) -> None:
     c: ClusterHandle = make_cluster()
     old = c.wait_leader()
     stop = threading.Event()

@@ -15,7 +15,7 @@ CAIRN = str(Path(sys.executable).parent / "cairn")
 
 
 @pytest.fixture(scope="module")
-def run(shared_cluster: ClusterHandle):  # noqa: ANN201
+def run(shared_cluster: ClusterHandle):
     endpoints = ",".join(shared_cluster.cluster.endpoints)
 
     def run(*args: str, ok: bool = True, as_json: bool = True) -> object:
@@ -30,7 +30,7 @@ def run(shared_cluster: ClusterHandle):  # noqa: ANN201
     return run
 
 
-def test_state_put_get_list_delete(run) -> None:  # noqa: ANN001
+def test_state_put_get_list_delete(run) -> None:
     put = run("state", "put", "cli-1", "--step", "charge", "--vars", '{"amount": 12.5}', "--label", "team=pay")
     assert put["version"] == 1 and put["variables"] == {"amount": 12.5} and put["metadata"]["labels"] == {"team": "pay"}
     put2 = run("state", "put", "cli-1", "--step", "ship", "--expected-version", "1")
@@ -44,7 +44,7 @@ def test_state_put_get_list_delete(run) -> None:  # noqa: ANN001
     assert err == {"error": "NOT_FOUND", "message": "workflow 'cli-1' does not exist"}
 
 
-def test_checkpoint_recover_sync_validate(run) -> None:  # noqa: ANN001
+def test_checkpoint_recover_sync_validate(run) -> None:
     run("state", "put", "cli-2", "--step", "a", "--vars", '{"n": 1}')
     cp = run("checkpoint", "create", "cli-2")
     run("state", "put", "cli-2", "--step", "b", "--vars", '{"n": 2}')
@@ -56,14 +56,14 @@ def test_checkpoint_recover_sync_validate(run) -> None:  # noqa: ANN001
     assert run("validate", "cli-2")["valid"] is True
 
 
-def test_conflict_and_bad_input_exit_non_zero_with_the_code(run) -> None:  # noqa: ANN001
+def test_conflict_and_bad_input_exit_non_zero_with_the_code(run) -> None:
     run("state", "put", "cli-3", "--step", "a")
     err = run("state", "put", "cli-3", "--step", "b", "--expected-version", "0", ok=False)
     assert err["error"] == "ABORTED" and "at version 1" in err["message"]
     assert run("state", "put", "bad id", ok=False)["error"] == "INVALID_ARGUMENT"
 
 
-def test_status_table_and_json(run) -> None:  # noqa: ANN001
+def test_status_table_and_json(run) -> None:
     status = run("status")
     roles = sorted(n["role"] for n in status["nodes"])
     assert roles == ["FOLLOWER", "FOLLOWER", "LEADER"]

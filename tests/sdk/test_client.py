@@ -110,7 +110,7 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("name, call, error, fragment", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
-def test_bad_input_gets_a_clear_error_and_changes_nothing(c: Client, name, call, error, fragment) -> None:  # noqa: ANN001
+def test_bad_input_gets_a_clear_error_and_changes_nothing(c: Client, name, call, error, fragment) -> None:
     c.persist_state("victim", current_step="safe", variables={"v": 1}, request_id="victim-req")
     before = c.get_state("victim")
     with pytest.raises(error, match=fragment.replace("(", r"\(")):
@@ -134,7 +134,7 @@ def test_raw_grpc_bad_values_get_precise_codes(shared_cluster: ClusterHandle) ->
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit" in err.value.details()
 
 
-def test_corrupt_checkpoint_is_refused_with_data_loss(make_cluster) -> None:  # noqa: ANN001
+def test_corrupt_checkpoint_is_refused_with_data_loss(make_cluster) -> None:
     from cairn_server.statemachine import decode_checkpoint, encode_checkpoint
     from cairn_server.storage import RocksStore
 
@@ -164,7 +164,7 @@ def test_corrupt_checkpoint_is_refused_with_data_loss(make_cluster) -> None:  # 
     assert not result.valid and [p.code for p in result.problems] == ["CHECKPOINT_CORRUPT"]
 
 
-def test_validate_reports_a_diverged_replica(make_cluster) -> None:  # noqa: ANN001
+def test_validate_reports_a_diverged_replica(make_cluster) -> None:
     from cairn_server.storage import RocksStore
 
     h: ClusterHandle = make_cluster()

@@ -41,7 +41,7 @@ def reader(barrier: ReadBarrier, results: dict, name: str, timeout: float = 5.0)
     def run() -> None:
         try:
             results[name] = barrier.wait(timeout)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             results[name] = exc
 
     t = threading.Thread(target=run)

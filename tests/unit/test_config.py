@@ -9,7 +9,7 @@ import pytest
 from cairn_server.config import ConfigError, load_config, parse_config
 
 
-def base(**sections) -> dict:  # noqa: ANN003
+def base(**sections) -> dict:
     doc = {
         "cluster": {"node_id": "n1", "grpc_address": "127.0.0.1:50051", "raft_address": "127.0.0.1:7001"},
         "state_storage": {"connection": "/tmp/x"},
@@ -68,7 +68,7 @@ def test_bad_values_name_the_field(doc: dict, field: str) -> None:
         parse_config(doc)
 
 
-def multi_node(**cluster) -> dict:  # noqa: ANN003
+def multi_node(**cluster) -> dict:
     return base(
         cluster={
             "peers": [{"node_id": "n2", "grpc_address": "127.0.0.1:50052", "raft_address": "127.0.0.1:7002"}],

@@ -15,13 +15,13 @@ HOUR_NS = 3600 * 10**9
 
 
 @pytest.fixture
-def machine(tmp_path: Path):  # noqa: ANN201
+def machine(tmp_path: Path):
     store = RocksStore(tmp_path / "db")
     yield StateMachine(store)
     store.close()
 
 
-def persist(wid: str, step: str, *, rid: str, t: int = 1_000, expected: int | None = None, **variables) -> bytes:  # noqa: ANN003
+def persist(wid: str, step: str, *, rid: str, t: int = 1_000, expected: int | None = None, **variables) -> bytes:
     cmd = command_pb2.Command(
         request_id=rid,
         body_hash=hashlib.sha256(f"{wid}{step}{variables}{expected}".encode()).digest(),
@@ -96,8 +96,8 @@ def test_apply_never_raises_on_garbage_and_advances(machine: StateMachine, paylo
     assert machine.apply(persist("w", "s", rid="after"), 6).code == OK
 
 
-def test_apply_turns_internal_failures_into_rejections(machine: StateMachine, monkeypatch) -> None:  # noqa: ANN001
-    def explode(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+def test_apply_turns_internal_failures_into_rejections(machine: StateMachine, monkeypatch) -> None:
+    def explode(*_a, **_k):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(machine, "_persist", explode)

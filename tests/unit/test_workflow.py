@@ -53,7 +53,7 @@ def test_checksum_is_canonical_json_of_the_content() -> None:
         lambda s: s.metadata.labels.update({"team": "y"}),
     ],
 )
-def test_checksum_changes_with_any_content(change) -> None:  # noqa: ANN001
+def test_checksum_changes_with_any_content(change) -> None:
     base = make_state({"b": 1}, {"team": "x"})
     other = make_state({"b": 1}, {"team": "x"})
     change(other)

@@ -58,7 +58,7 @@ class RocksJournal(Journal):
                 self._store.write(batch, sync=self._sync)
                 self.flushes += 1
 
-    def _write(self, fill, *, force_sync: bool = False) -> None:  # noqa: ANN001
+    def _write(self, fill, *, force_sync: bool = False) -> None:
         with self._lock:
             if self._pending is not None and not force_sync:
                 fill(self._pending)
@@ -80,7 +80,7 @@ class RocksJournal(Journal):
         self._write(lambda b: b.delete_range("raftlog", u64(0), u64(2**64 - 1)))
         self._entries = []
 
-    def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802 - pysyncobj's name
+    def deleteEntriesFrom(self, entryFrom: int) -> None:  # pysyncobj's name
         """Drop entries at positions >= entryFrom (a conflicting suffix)."""
         if entryFrom >= len(self._entries):
             return
@@ -88,7 +88,7 @@ class RocksJournal(Journal):
         self._write(lambda b: b.delete_range("raftlog", u64(first), u64(2**64 - 1)))
         del self._entries[entryFrom:]
 
-    def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802
+    def deleteEntriesTo(self, entryTo: int) -> None:
         """Drop entries at positions < entryTo (compaction after a snapshot)."""
         if entryTo <= 0 or not self._entries:
             return
@@ -96,7 +96,7 @@ class RocksJournal(Journal):
         self._write(lambda b: b.delete_range("raftlog", u64(0), u64(end)))
         self._entries = self._entries[entryTo:]
 
-    def __getitem__(self, item):  # noqa: ANN001, ANN204 - int or slice, as pysyncobj uses it
+    def __getitem__(self, item):  # int or slice, as pysyncobj uses it
         return self._entries[item]
 
     def __len__(self) -> int:
@@ -105,7 +105,7 @@ class RocksJournal(Journal):
     def _destroy(self) -> None:
         self.flush()
 
-    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:  # noqa: N802, N803
+    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
         # Not synced on its own: a lower commit index after a crash only means more is replayed
         # from the journal, which apply skips by the stored applied index.
         if raftCommitIndex != self._commit:
@@ -114,10 +114,10 @@ class RocksJournal(Journal):
                 if self._pending is not None:
                     self._pending.put("raftmeta", _COMMIT, u64(raftCommitIndex))
 
-    def getRaftCommitIndex(self) -> int:  # noqa: N802
+    def getRaftCommitIndex(self) -> int:
         return self._commit
 
-    def setCurrentTerm(self, term: int, votedForNodeId) -> None:  # noqa: ANN001, N802, N803
+    def setCurrentTerm(self, term: int, votedForNodeId) -> None:
         def fill(b: Batch) -> None:
             b.put("raftmeta", _TERM, u64(term))
             if votedForNodeId is None:
@@ -128,13 +128,13 @@ class RocksJournal(Journal):
         self._write(fill, force_sync=True)
         self._term, self._voted_for = term, votedForNodeId
 
-    def getCurrentTerm(self) -> int:  # noqa: N802
+    def getCurrentTerm(self) -> int:
         return self._term
 
-    def getVotedForNodeId(self):  # noqa: ANN201, N802
+    def getVotedForNodeId(self):
         return self._voted_for
 
-    def onOneSecondTimer(self) -> None:  # noqa: N802
+    def onOneSecondTimer(self) -> None:
         self._write(lambda b: b.put("raftmeta", _COMMIT, u64(self._commit)))
 
     # ---- for snapshots and tests -----------------------------------------------------------------

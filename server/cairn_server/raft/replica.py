@@ -129,7 +129,7 @@ class Replica(SyncObj):
 
     # ---- overrides of pysyncobj internals ------------------------------------------------------
 
-    def _SyncObj__onMessageReceived(self, node, message):  # noqa: ANN001, ANN202, N802
+    def _SyncObj__onMessageReceived(self, node, message):
         self._journal.begin()
         try:
             if message.get("type") == "append_entries" and message.get("term", -1) >= self.raftCurrentTerm:
@@ -146,7 +146,7 @@ class Replica(SyncObj):
         finally:
             self._journal.flush()
 
-    def _keep_matching_entries(self, node, message: dict) -> dict | None:  # noqa: ANN001
+    def _keep_matching_entries(self, node, message: dict) -> dict | None:
         """Trap 5: pysyncobj's follower deletes every entry after prevLogIdx whenever there are any, even
         when they match the leader's (Raft deletes only on a conflict). A stale message (an acknowledgement
         that arrived late moved the leader's nextIndex back; the resent batch is capped in size) then cuts
@@ -182,7 +182,7 @@ class Replica(SyncObj):
         self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=verified + 1, success=True)
         return None
 
-    def _SyncObj__sendNextNodeIdx(self, node, reset=False, nextNodeIdx=None, success=False):  # noqa: ANN001, ANN202, N802
+    def _SyncObj__sendNextNodeIdx(self, node, reset=False, nextNodeIdx=None, success=False):
         self._journal.flush()  # never acknowledge entries that are not yet durable
         SyncObj._SyncObj__sendNextNodeIdx(self, node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)
 
@@ -213,7 +213,7 @@ class Replica(SyncObj):
         finally:
             self._transfer_pending = False
 
-    def _checkCommandsToApply(self):  # noqa: ANN202, N802
+    def _checkCommandsToApply(self):
         if getattr(self, "_transfer_pending", False):
             return  # leave new commands queued until the transfer is done
         # pysyncobj (appendEntriesUseBatch=False) sends one append-entries message per queued command,
@@ -231,7 +231,7 @@ class Replica(SyncObj):
             # Before the next tick counts this leader towards a commit of what it just appended.
             self._journal.flush()
 
-    def _SyncObj__sendAppendEntries(self):  # noqa: ANN202, N802
+    def _SyncObj__sendAppendEntries(self):
         if getattr(self, "_defer_append", False):
             self._append_wanted = True
             return

@@ -48,7 +48,7 @@ class SnapshotError(Exception):
     """A snapshot file is unreadable or fails its checksum."""
 
 
-def _entry_ref(entry) -> snapshot_pb2.LogEntryRef:  # noqa: ANN001 - pysyncobj's (command, idx, term)
+def _entry_ref(entry) -> snapshot_pb2.LogEntryRef:  # pysyncobj's (command, idx, term)
     return snapshot_pb2.LogEntryRef(command=bytes(entry[0]), index=entry[1], term=entry[2])
 
 
@@ -106,7 +106,7 @@ def read_snapshot_file(path: Path) -> tuple[snapshot_pb2.SnapshotHeader, bytes]:
     return header, body[start + hlen :]
 
 
-def iter_records(section: bytes):  # noqa: ANN201
+def iter_records(section: bytes):
     pos = 0
     names = {i: name for name, i in _CF_IDS.items()}
     while pos < len(section):
@@ -151,7 +151,7 @@ class Snapshots:
 
     # ---- serializer (tick thread) ---------------------------------------------------------------
 
-    def serialize(self, _tmp_file: str, data) -> None:  # noqa: ANN001 - pysyncobj's (last, prev, cluster)
+    def serialize(self, _tmp_file: str, data) -> None:  # pysyncobj's (last, prev, cluster)
         last, previous, cluster = data
         started = time.monotonic()
         self.store.create_checkpoint(self._staging)
@@ -189,7 +189,7 @@ class Snapshots:
                 self.last_size,
                 self.last_duration_ms,
             )
-        except Exception:  # noqa: BLE001 - reported to pysyncobj as a failed dump, journal kept
+        except Exception:  # reported to pysyncobj as a failed dump, journal kept
             log.exception("writing the snapshot failed; the journal is kept")
             with self._lock:
                 self._state = SERIALIZER_STATE.FAILED
@@ -208,7 +208,7 @@ class Snapshots:
 
     # ---- deserializer (start-up, or a snapshot received from the leader) --------------------------
 
-    def deserialize(self, file_name: str):  # noqa: ANN201
+    def deserialize(self, file_name: str):
         try:
             header, section = read_snapshot_file(Path(file_name))
         except SnapshotError as exc:

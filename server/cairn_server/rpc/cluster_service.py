@@ -30,7 +30,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         return self.node.leader_grpc(raft_address)
 
     @handles_errors
-    def Status(self, request, context):  # noqa: ANN001, N802
+    def Status(self, request, context):
         node, replica, cluster = self.node, self.node.replica, self.node.config.cluster
         raw = replica.getStatus()
         members = []
@@ -68,7 +68,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         )
 
     @handles_errors
-    def Snapshot(self, request, context):  # noqa: ANN001, N802
+    def Snapshot(self, request, context):
         node = self.node
         started = time.monotonic()
         before = node.snapshots.completed
@@ -88,7 +88,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         )
 
     @handles_errors
-    def TransferLeadership(self, request, context):  # noqa: ANN001, N802
+    def TransferLeadership(self, request, context):
         node, replica, cluster = self.node, self.node.replica, self.node.config.cluster
         if not replica.is_leader():
             raise Unavailable("only the leader can hand over leadership")

@@ -77,7 +77,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         self,
         method: str,
         request,
-        context: grpc.ServicerContext,  # noqa: ANN001
+        context: grpc.ServicerContext,
         build: Callable[[command_pb2.Command, int], None],
         *,
         timeout: float | None = None,
@@ -102,7 +102,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
                 f"the request is {len(payload)} bytes; the state size cap is "
                 f"{self.config.limits.max_state_bytes} bytes (limits.max_state_bytes)"
             )
-        result = self.machine._dedup_hit(cmd)  # a retry of an applied request: answer at once
+        result = self.machine.dedup_result(cmd)  # a retry of an applied request: answer at once
         if result is None:
             result = self.node.replica.propose(payload, self._timeout(context) if timeout is None else timeout)
         if result.code != 0:
@@ -113,7 +113,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             )
         return result
 
-    def _forwarding(self, method: str, request, context, handler):  # noqa: ANN001, ANN202
+    def _forwarding(self, method: str, request, context, handler):
         try:
             return handler()
         except _Forward:
@@ -121,7 +121,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
                 method, request, context, self.node.leader_grpc(self.node.replica.leader_address())
             )
 
-    def _check_state_size(self, workflow_id: str, step: str, variables, labels) -> None:  # noqa: ANN001
+    def _check_state_size(self, workflow_id: str, step: str, variables, labels) -> None:
         probe = state_pb2.WorkflowState(workflow_id=workflow_id, version=1, current_step=step)
         probe.variables.CopyFrom(variables)
         probe.metadata.labels.update(labels)
@@ -135,7 +135,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
     # ---- writes --------------------------------------------------------------------------------
 
     @handles_errors
-    def PersistState(self, request: state_pb2.PersistStateRequest, context):  # noqa: ANN001, N802
+    def PersistState(self, request: state_pb2.PersistStateRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         workflow.validate_step(request.current_step)
         workflow.validate_variables(request.variables)
@@ -151,14 +151,14 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             if request.HasField("expected_version"):
                 op.expected_version = request.expected_version
 
-        def run():  # noqa: ANN202
+        def run():
             result = self._write("PersistState", request, context, build)
             return state_pb2.PersistStateResponse(state=result.state, header=self._header())
 
         return self._forwarding("PersistState", request, context, run)
 
     @handles_errors
-    def DeleteWorkflow(self, request: state_pb2.DeleteWorkflowRequest, context):  # noqa: ANN001, N802
+    def DeleteWorkflow(self, request: state_pb2.DeleteWorkflowRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         workflow.validate_expected_version(request.HasField("expected_version"), request.expected_version)
 
@@ -167,7 +167,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             if request.HasField("expected_version"):
                 cmd.delete.expected_version = request.expected_version
 
-        def run():  # noqa: ANN202
+        def run():
             result = self._write("DeleteWorkflow", request, context, build)
             return state_pb2.DeleteWorkflowResponse(
                 deleted_version=result.deleted.deleted_version,
@@ -178,7 +178,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         return self._forwarding("DeleteWorkflow", request, context, run)
 
     @handles_errors
-    def CreateCheckpoint(self, request: state_pb2.CreateCheckpointRequest, context):  # noqa: ANN001, N802
+    def CreateCheckpoint(self, request: state_pb2.CreateCheckpointRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         if not self.config.checkpointing.enabled:
             raise FailedPrecondition("checkpointing is disabled on this cluster (checkpointing.enabled)")
@@ -191,14 +191,14 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             op.compress = self.config.checkpointing.compression == "zlib"
             op.retain_after_ns = now - retention_ns
 
-        def run():  # noqa: ANN202
+        def run():
             result = self._write("CreateCheckpoint", request, context, build)
             return state_pb2.CreateCheckpointResponse(checkpoint=result.checkpoint, header=self._header())
 
         return self._forwarding("CreateCheckpoint", request, context, run)
 
     @handles_errors
-    def RecoverFromCheckpoint(self, request: state_pb2.RecoverFromCheckpointRequest, context):  # noqa: ANN001, N802
+    def RecoverFromCheckpoint(self, request: state_pb2.RecoverFromCheckpointRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         workflow.validate_checkpoint_id(request.checkpoint_id)
         workflow.validate_expected_version(request.HasField("expected_version"), request.expected_version)
@@ -226,7 +226,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             if request.HasField("expected_version"):
                 op.expected_version = request.expected_version
 
-        def run():  # noqa: ANN202
+        def run():
             timeout = min(self._timeout(context), self.config.recovery.max_recovery_time)
             result = self._write("RecoverFromCheckpoint", request, context, build, timeout=timeout)
             return state_pb2.RecoverFromCheckpointResponse(state=result.state, header=self._header())
@@ -236,7 +236,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
     # ---- reads ---------------------------------------------------------------------------------
 
     @handles_errors
-    def GetState(self, request: state_pb2.GetStateRequest, context):  # noqa: ANN001, N802
+    def GetState(self, request: state_pb2.GetStateRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         self._read(request.read, context)
         state = self.machine.get_state(request.workflow_id)
@@ -247,7 +247,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         return state_pb2.GetStateResponse(state=state, header=self._header())
 
     @handles_errors
-    def ListWorkflows(self, request: state_pb2.ListWorkflowsRequest, context):  # noqa: ANN001, N802
+    def ListWorkflows(self, request: state_pb2.ListWorkflowsRequest, context):
         if request.limit > _MAX_LIST:
             raise InvalidArgument(f"limit {request.limit} is over the maximum of {_MAX_LIST}")
         if request.page_token:
@@ -269,7 +269,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         )
 
     @handles_errors
-    def ListCheckpoints(self, request: state_pb2.ListCheckpointsRequest, context):  # noqa: ANN001, N802
+    def ListCheckpoints(self, request: state_pb2.ListCheckpointsRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         self._read(request.read, context)
         if self.machine.get_state(request.workflow_id) is None:
@@ -281,7 +281,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         return state_pb2.ListCheckpointsResponse(checkpoints=checkpoints, header=self._header())
 
     @handles_errors
-    def GetCheckpoint(self, request: state_pb2.GetCheckpointRequest, context):  # noqa: ANN001, N802
+    def GetCheckpoint(self, request: state_pb2.GetCheckpointRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         workflow.validate_checkpoint_id(request.checkpoint_id)
         self._read(request.read, context)
@@ -291,7 +291,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         return state_pb2.GetCheckpointResponse(checkpoint=cp, header=self._header())
 
     @handles_errors
-    def SynchronizeState(self, request: state_pb2.SynchronizeStateRequest, context):  # noqa: ANN001, N802
+    def SynchronizeState(self, request: state_pb2.SynchronizeStateRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         started = time.monotonic()
         before = self.machine.applied_index
@@ -311,7 +311,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         )
 
     @handles_errors
-    def ValidateState(self, request: state_pb2.ValidateStateRequest, context):  # noqa: ANN001, N802
+    def ValidateState(self, request: state_pb2.ValidateStateRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         self._read(state_pb2.ReadOptions(), context)
         wid = request.workflow_id
@@ -359,7 +359,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             header=self._header(),
         )
 
-    def _compare_replicas(self, workflow_id: str, problem) -> list[state_pb2.ReplicaDigest]:  # noqa: ANN001
+    def _compare_replicas(self, workflow_id: str, problem) -> list[state_pb2.ReplicaDigest]:
         index = self.machine.applied_index
         exists, version, digest = self.machine.digest(workflow_id)
         out = [
@@ -418,7 +418,7 @@ class NodeService(command_pb2_grpc.NodeServiceServicer):
         return self.node.leader_grpc(raft_address)
 
     @handles_errors
-    def WorkflowDigest(self, request: command_pb2.WorkflowDigestRequest, context):  # noqa: ANN001, N802
+    def WorkflowDigest(self, request: command_pb2.WorkflowDigestRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         machine = self.node.machine
         timeout = context.time_remaining() or _REPLICA_TIMEOUT

@@ -47,7 +47,7 @@ def handles_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     """Servicer method decorator: Cairn errors become precise statuses, anything else INTERNAL."""
 
     @functools.wraps(method)
-    def wrapper(self, request, context):  # noqa: ANN001, ANN202
+    def wrapper(self, request, context):
         try:
             return method(self, request, context)
         except (CairnError, PassThrough) as exc:

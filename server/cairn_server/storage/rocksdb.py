@@ -71,7 +71,7 @@ class RocksStore:
         self._closed = False
         self._lock = threading.Lock()
 
-    def handle(self, cf: str):  # noqa: ANN201 - rocksdict's handle type is not exported
+    def handle(self, cf: str):  # rocksdict's handle type is not exported
         return self._handles[cf]
 
     def batch(self) -> Batch:
