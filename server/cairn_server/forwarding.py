@@ -25,18 +25,16 @@ class Forwarder:
     def __init__(self, default_timeout: float, credentials: grpc.ChannelCredentials | None = None):
         self._default_timeout = default_timeout
         self._credentials = credentials
-        self._stubs: dict[str, state_pb2_grpc.StateServiceStub] = {}
-        self._channels: list[grpc.Channel] = []
+        self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
 
-    def _stub(self, address: str) -> state_pb2_grpc.StateServiceStub:
+    def channel(self, address: str) -> grpc.Channel:
+        """The node's one channel to a peer, shared by forwarding and node-to-node calls."""
         with self._lock:
-            stub = self._stubs.get(address)
-            if stub is None:
-                channel = open_channel(address, self._credentials)
-                self._channels.append(channel)
-                stub = self._stubs[address] = state_pb2_grpc.StateServiceStub(channel)
-            return stub
+            channel = self._channels.get(address)
+            if channel is None:
+                channel = self._channels[address] = open_channel(address, self._credentials)
+            return channel
 
     @staticmethod
     def was_forwarded(context: grpc.ServicerContext) -> bool:
@@ -50,7 +48,9 @@ class Forwarder:
         remaining = context.time_remaining()
         timeout = self._default_timeout if remaining is None else max(0.001, remaining - _MARGIN)
         try:
-            return getattr(self._stub(leader_grpc), method)(request, timeout=timeout, metadata=((FORWARDED_KEY, "1"),))
+            return getattr(state_pb2_grpc.StateServiceStub(self.channel(leader_grpc)), method)(
+                request, timeout=timeout, metadata=((FORWARDED_KEY, "1"),)
+            )
         except grpc.RpcError as err:
             if (
                 err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -63,5 +63,7 @@ class Forwarder:
             raise PassThrough(err) from None
 
     def close(self) -> None:
-        for channel in self._channels:
+        with self._lock:
+            channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
             channel.close()

@@ -14,7 +14,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cairn.client import open_channel
 from cairn.internal import command_pb2, command_pb2_grpc
 from cairn.v1 import cluster_pb2, cluster_pb2_grpc, state_pb2, state_pb2_grpc
 
@@ -76,9 +75,6 @@ class Node:
         )
         self.barrier = ReadBarrier(self.replica, retry_after=max(0.2, config.raft.election_timeout / 2))
         self.forwarder = Forwarder(config.limits.request_timeout)
-        self._node_stubs: dict[str, command_pb2_grpc.NodeServiceStub] = {}
-        self._channels: list[grpc.Channel] = []
-        self._stubs_lock = threading.Lock()
 
         self.health = health.HealthServicer()
         self.server = grpc.server(
@@ -124,13 +120,7 @@ class Node:
         )
 
     def node_stub(self, address: str) -> command_pb2_grpc.NodeServiceStub:
-        with self._stubs_lock:
-            stub = self._node_stubs.get(address)
-            if stub is None:
-                channel = open_channel(address)
-                self._channels.append(channel)
-                stub = self._node_stubs[address] = command_pb2_grpc.NodeServiceStub(channel)
-            return stub
+        return command_pb2_grpc.NodeServiceStub(self.forwarder.channel(address))
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -155,13 +145,8 @@ class Node:
         self.replica.destroy_synchronous()
         self.journal.flush()
         self.forwarder.close()
-        for channel in self._channels:
-            channel.close()
         self.store.close()
         log.info("node %s stopped", self.config.cluster.node_id)
-
-    def wait(self) -> None:
-        self._stopped.wait()
 
     def _on_role_changed(self, old: int, new: int) -> None:
         names = {0: "follower", 1: "candidate", 2: "leader"}

@@ -63,7 +63,6 @@ class StateMachine:
         raw = store.get("meta", APPLIED_KEY)
         self._applied = read_u64(raw) if raw else 0
         self._applied_cond = threading.Condition()
-        self.apply_count = 0
 
     # ---- applied index -------------------------------------------------------------------------
 
@@ -118,7 +117,6 @@ class StateMachine:
             # The disk refused a write: continuing would leave this replica silently behind.
             log.critical("RocksDB write failed at index %d; stopping the node", index, exc_info=True)
             os._exit(75)
-        self.apply_count += 1
         self._advance(index)
         return result
 

@@ -36,7 +36,6 @@ class ReadBarrier:
         self._in_flight: Future | None = None
         self._generation = 0
         self._proposed_at = 0.0
-        self.proposed = 0
         self.reproposed = 0
 
     def wait(self, timeout: float) -> int:
@@ -73,7 +72,6 @@ class ReadBarrier:
         self._generation += 1
         generation = self._generation
         self._proposed_at = time.monotonic()
-        self.proposed += 1
 
         def done(_result: object, error: int) -> None:
             with self._lock:

@@ -41,7 +41,6 @@ class RocksJournal(Journal):
         self._voted_for = raw_vote.decode() if raw_vote else None
         raw_commit = store.get("raftmeta", _COMMIT)
         self._commit = read_u64(raw_commit) if raw_commit else 0
-        self.flushes = 0
 
     # ---- batching: one fsync for everything a tick or a message added ------------------------
 
@@ -56,7 +55,6 @@ class RocksJournal(Journal):
             batch, self._pending = self._pending, None
             if batch is not None and len(batch):
                 self._store.write(batch, sync=self._sync)
-                self.flushes += 1
 
     def _write(self, fill, *, force_sync: bool = False) -> None:
         with self._lock:

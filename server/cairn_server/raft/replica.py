@@ -49,7 +49,6 @@ class Replica(SyncObj):
     ):
         self._machine = machine
         self._journal = journal
-        self._snapshots = snapshots
         conf = SyncObjConf(
             password=secret,
             bindAddress=self_address,

@@ -82,10 +82,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         *,
         timeout: float | None = None,
     ) -> command_pb2.ApplyResult:
-        """Forward to the leader, or stamp, propose and wait for the apply result."""
-        workflow.validate_request_id(request.request_id)
-        if not self.node.replica.is_leader():
-            raise _Forward()
+        """On the leader: stamp, propose and wait for the apply result."""
         now = time.time_ns()
         cmd = command_pb2.Command(
             request_id=request.request_id or f"srv-{secrets.token_hex(12)}",
@@ -113,13 +110,24 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             )
         return result
 
-    def _forwarding(self, method: str, request, context, handler):
-        try:
-            return handler()
-        except _Forward:
-            return self.node.forwarder.forward(
-                method, request, context, self.node.leader_grpc(self.node.replica.leader_address())
-            )
+    def _forward_unless_leader(self, method: str, request, context: grpc.ServicerContext):
+        """A follower sends the (validated) write on to the leader and relays its answer; None on the leader."""
+        workflow.validate_request_id(request.request_id)
+        if self.node.replica.is_leader():
+            return None
+        return self.node.forwarder.forward(method, request, context, self.node.leader_grpc(None))
+
+    def _state(self, workflow_id: str) -> state_pb2.WorkflowState:
+        state = self.machine.get_state(workflow_id)
+        if state is None:
+            raise NotFound(f"workflow {workflow_id!r} does not exist")
+        return state
+
+    def _checkpoint(self, workflow_id: str, checkpoint_id: str) -> state_pb2.Checkpoint:
+        cp = self.machine.get_checkpoint(workflow_id, checkpoint_id)
+        if cp is None:
+            raise NotFound(f"checkpoint {checkpoint_id!r} of workflow {workflow_id!r} does not exist")
+        return cp
 
     def _check_state_size(self, workflow_id: str, step: str, variables, labels) -> None:
         probe = state_pb2.WorkflowState(workflow_id=workflow_id, version=1, current_step=step)
@@ -151,11 +159,10 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             if request.HasField("expected_version"):
                 op.expected_version = request.expected_version
 
-        def run():
-            result = self._write("PersistState", request, context, build)
-            return state_pb2.PersistStateResponse(state=result.state, header=self._header())
-
-        return self._forwarding("PersistState", request, context, run)
+        if (forwarded := self._forward_unless_leader("PersistState", request, context)) is not None:
+            return forwarded
+        result = self._write("PersistState", request, context, build)
+        return state_pb2.PersistStateResponse(state=result.state, header=self._header())
 
     @handles_errors
     def DeleteWorkflow(self, request: state_pb2.DeleteWorkflowRequest, context):
@@ -167,15 +174,14 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             if request.HasField("expected_version"):
                 cmd.delete.expected_version = request.expected_version
 
-        def run():
-            result = self._write("DeleteWorkflow", request, context, build)
-            return state_pb2.DeleteWorkflowResponse(
-                deleted_version=result.deleted.deleted_version,
-                deleted_checkpoints=result.deleted.deleted_checkpoints,
-                header=self._header(),
-            )
-
-        return self._forwarding("DeleteWorkflow", request, context, run)
+        if (forwarded := self._forward_unless_leader("DeleteWorkflow", request, context)) is not None:
+            return forwarded
+        result = self._write("DeleteWorkflow", request, context, build)
+        return state_pb2.DeleteWorkflowResponse(
+            deleted_version=result.deleted.deleted_version,
+            deleted_checkpoints=result.deleted.deleted_checkpoints,
+            header=self._header(),
+        )
 
     @handles_errors
     def CreateCheckpoint(self, request: state_pb2.CreateCheckpointRequest, context):
@@ -191,11 +197,10 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             op.compress = self.config.checkpointing.compression == "zlib"
             op.retain_after_ns = now - retention_ns
 
-        def run():
-            result = self._write("CreateCheckpoint", request, context, build)
-            return state_pb2.CreateCheckpointResponse(checkpoint=result.checkpoint, header=self._header())
-
-        return self._forwarding("CreateCheckpoint", request, context, run)
+        if (forwarded := self._forward_unless_leader("CreateCheckpoint", request, context)) is not None:
+            return forwarded
+        result = self._write("CreateCheckpoint", request, context, build)
+        return state_pb2.CreateCheckpointResponse(checkpoint=result.checkpoint, header=self._header())
 
     @handles_errors
     def RecoverFromCheckpoint(self, request: state_pb2.RecoverFromCheckpointRequest, context):
@@ -207,11 +212,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
 
         def build(cmd: command_pb2.Command, _now: int) -> None:
             # The leader reads and verifies the checkpoint; its content travels in the command.
-            cp = self.machine.get_checkpoint(request.workflow_id, request.checkpoint_id)
-            if cp is None:
-                raise NotFound(
-                    f"checkpoint {request.checkpoint_id!r} of workflow {request.workflow_id!r} does not exist"
-                )
+            cp = self._checkpoint(request.workflow_id, request.checkpoint_id)
             actual = workflow.checksum(cp.state)
             if actual != cp.checksum:
                 raise DataLoss(
@@ -226,12 +227,11 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             if request.HasField("expected_version"):
                 op.expected_version = request.expected_version
 
-        def run():
-            timeout = min(self._timeout(context), self.config.recovery.max_recovery_time)
-            result = self._write("RecoverFromCheckpoint", request, context, build, timeout=timeout)
-            return state_pb2.RecoverFromCheckpointResponse(state=result.state, header=self._header())
-
-        return self._forwarding("RecoverFromCheckpoint", request, context, run)
+        if (forwarded := self._forward_unless_leader("RecoverFromCheckpoint", request, context)) is not None:
+            return forwarded
+        timeout = min(self._timeout(context), self.config.recovery.max_recovery_time)
+        result = self._write("RecoverFromCheckpoint", request, context, build, timeout=timeout)
+        return state_pb2.RecoverFromCheckpointResponse(state=result.state, header=self._header())
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -239,9 +239,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
     def GetState(self, request: state_pb2.GetStateRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         self._read(request.read, context)
-        state = self.machine.get_state(request.workflow_id)
-        if state is None:
-            raise NotFound(f"workflow {request.workflow_id!r} does not exist")
+        state = self._state(request.workflow_id)
         if request.include_history:
             state.history.extend(self.machine.history(request.workflow_id))
         return state_pb2.GetStateResponse(state=state, header=self._header())
@@ -272,8 +270,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
     def ListCheckpoints(self, request: state_pb2.ListCheckpointsRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         self._read(request.read, context)
-        if self.machine.get_state(request.workflow_id) is None:
-            raise NotFound(f"workflow {request.workflow_id!r} does not exist")
+        self._state(request.workflow_id)
         checkpoints = self.machine.checkpoints(request.workflow_id)
         if not request.include_state:
             for cp in checkpoints:
@@ -285,9 +282,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         workflow.validate_workflow_id(request.workflow_id)
         workflow.validate_checkpoint_id(request.checkpoint_id)
         self._read(request.read, context)
-        cp = self.machine.get_checkpoint(request.workflow_id, request.checkpoint_id)
-        if cp is None:
-            raise NotFound(f"checkpoint {request.checkpoint_id!r} of workflow {request.workflow_id!r} does not exist")
+        cp = self._checkpoint(request.workflow_id, request.checkpoint_id)
         return state_pb2.GetCheckpointResponse(checkpoint=cp, header=self._header())
 
     @handles_errors
@@ -315,9 +310,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         workflow.validate_workflow_id(request.workflow_id)
         self._read(state_pb2.ReadOptions(), context)
         wid = request.workflow_id
-        state = self.machine.get_state(wid)
-        if state is None:
-            raise NotFound(f"workflow {wid!r} does not exist")
+        state = self._state(wid)
         me = self.config.cluster.node_id
         problems: list[state_pb2.ValidationProblem] = []
 
@@ -361,7 +354,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
 
     def _compare_replicas(self, workflow_id: str, problem) -> list[state_pb2.ReplicaDigest]:
         index = self.machine.applied_index
-        exists, version, digest = self.machine.digest(workflow_id)
+        _, version, digest = self.machine.digest(workflow_id)
         out = [
             state_pb2.ReplicaDigest(
                 node_id=self.config.cluster.node_id, reachable=True, applied_index=index, version=version, digest=digest
@@ -400,12 +393,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
                         f"at version {version_now}, {peer.node_id} holds different data",
                         peer.node_id,
                     )
-        del exists
         return out
-
-
-class _Forward(Exception):
-    """Raised inside a write when this node is not the leader."""
 
 
 class NodeService(command_pb2_grpc.NodeServiceServicer):

@@ -116,9 +116,6 @@ class RocksStore:
             shutil.rmtree(directory)
         Checkpoint(self._db).create_checkpoint(str(directory))
 
-    def flush_wal(self) -> None:
-        self._db.flush_wal(True)
-
     def close(self) -> None:
         with self._lock:
             if not self._closed:
