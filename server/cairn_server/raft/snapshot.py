@@ -238,9 +238,8 @@ class Snapshots:
 
     def _restore(self, header: snapshot_pb2.SnapshotHeader, section: bytes) -> None:
         started = time.monotonic()
-        mark = self.store.batch()
-        mark.put("meta", _RESTORING_KEY, u64(header.last.index))
-        self.store.write(mark, sync=True)
+        # One batch wipes the state and sets the marker (after the range delete, so it survives it):
+        # an interrupted restore is redone at the next start.
         wipe = self.store.batch()
         for cf in STATE_CFS:
             wipe.delete_range(cf, b"", _END_OF_KEYS)
