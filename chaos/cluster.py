@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cairn import Client, NodeStatus
-from cairn_server.local_cluster import LocalCluster
+from cairn_server.local_cluster import LocalCluster, agreed_leader, free_base_port
 
 from .netns import NetnsNetwork, netns_available
 
@@ -49,8 +49,6 @@ class ChaosCluster:
                 overrides=NODE_OVERRIDES,
             )
         else:
-            from tests.support import free_base_port
-
             self.local = LocalCluster(
                 self.data_dir, nodes=self.nodes, base_port=free_base_port(self.nodes), env=env, overrides=NODE_OVERRIDES
             )
@@ -80,12 +78,9 @@ class ChaosCluster:
 
     def leader(self, among: list[int] | None = None) -> int | None:
         """The node that says it leads and that every other node asked agrees on."""
-        views = {i: s for i in (among if among is not None else range(self.nodes)) if (s := self.status(i))}
-        leaders = [i for i, s in views.items() if s.role == "LEADER"]
-        if len(leaders) != 1:
-            return None
-        leader_id = views[leaders[0]].node_id
-        return leaders[0] if all(s.leader_id == leader_id for s in views.values()) else None
+        return agreed_leader(
+            {i: s for i in (among if among is not None else range(self.nodes)) if (s := self.status(i))}
+        )
 
     def wait_leader(self, timeout: float = 30.0, among: list[int] | None = None) -> int:
         deadline = time.monotonic() + timeout

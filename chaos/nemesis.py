@@ -15,10 +15,6 @@ from .cluster import ChaosCluster
 from .netns import netem_available
 
 
-class FaultUnavailable(Exception):
-    """This fault cannot run here (for example partitions without network namespaces)."""
-
-
 @dataclass
 class Fault:
     name: str

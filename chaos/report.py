@@ -9,18 +9,7 @@ from typing import Any
 
 from .checkers import Verdict
 from .history import OK, Operation
-
-REMOVES_LEADER = {
-    "kill-leader",
-    "kill-minority",
-    "kill-majority",
-    "kill-all",
-    "pause-leader-long",
-    "partition-leader",
-    "partition-halves",
-    "partition-one-way",
-    "partition-compact",
-}
+from .nemesis import FAULTS
 
 
 def failover_times(ops: list[Operation], faults: list[Any]) -> dict[str, list[float]]:
@@ -29,11 +18,12 @@ def failover_times(ops: list[Operation], faults: list[Any]) -> dict[str, list[fl
     Only writes invoked after the fault count: an acknowledgement already on its way when the leader was
     killed says nothing about how soon the cluster accepts writes again.
     """
-    writes = sorted((op.call, op.ret) for op in ops
-                    if op.outcome == OK and op.f in ("write", "cas", "recover") and op.ret)
+    writes = sorted(
+        (op.call, op.ret) for op in ops if op.outcome == OK and op.f in ("write", "cas", "recover") and op.ret
+    )
     out: dict[str, list[float]] = defaultdict(list)
     for fault in faults:
-        if fault.name in REMOVES_LEADER and not fault.error:
+        if fault.name in FAULTS and FAULTS[fault.name].removes_leader and not fault.error:
             after = [ret for call, ret in writes if call > fault.start_ns]
             if after:
                 out[fault.name].append((min(after) - fault.start_ns) / 1e9)

@@ -15,7 +15,7 @@ from .checkers import Verdict, linearizability
 from .checkers.safety import convergence, exactly_once, liveness, no_lost_writes, per_key_final
 from .cluster import ChaosCluster
 from .history import HistoryRecorder, Operation, operations, read_events
-from .nemesis import FaultUnavailable, select
+from .nemesis import select
 from .report import write_report
 from .workload import Workload
 
@@ -91,8 +91,6 @@ def run(cfg: RunConfig) -> int:
             record = FaultRecord(fault.name, "", time.monotonic_ns())
             try:
                 record.description, heal = fault.inject(cluster, rng)
-            except FaultUnavailable as exc:
-                record.error, heal = str(exc), (lambda: None)
             except Exception as exc:  # a fault that could not be injected is reported, not fatal
                 record.error, heal = f"{type(exc).__name__}: {exc}", (lambda: None)
             _log(f"{fault.name}: {record.description or record.error}")

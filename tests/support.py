@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cairn import Client, NodeStatus
-from cairn_server.local_cluster import LocalCluster
+from cairn_server.local_cluster import LocalCluster, agreed_leader, free_base_port
 
 T = TypeVar("T")
 
@@ -30,23 +28,6 @@ def wait_until(predicate: Callable[[], T], timeout: float, message: str, interva
         if time.monotonic() >= deadline:
             raise AssertionError(f"{message} (after {timeout}s; last error: {last_error!r})")
         time.sleep(interval)
-
-
-def _port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-            return True
-        except OSError:
-            return False
-
-
-def free_base_port(count: int) -> int:
-    for _ in range(200):
-        base = random.randrange(20000, 40000)
-        if all(_port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free port range")
 
 
 @dataclass
@@ -81,13 +62,7 @@ class ClusterHandle:
                 views[i] = self.status(i)
             except Exception:
                 continue
-        leaders = [i for i, s in views.items() if s.role == "LEADER"]
-        if len(leaders) != 1:
-            return None
-        leader_id = views[leaders[0]].node_id
-        if all(s.leader_id == leader_id for s in views.values()):
-            return leaders[0]
-        return None
+        return agreed_leader(views)
 
     def wait_leader(self, timeout: float = 20.0, among: list[int] | None = None) -> int:
         found = wait_until(

@@ -129,10 +129,10 @@ def run_bench(
     cluster = None
     tmp = None
     if endpoints is None:
-        from cairn_server.local_cluster import LocalCluster, free_port
+        from cairn_server.local_cluster import LocalCluster, free_base_port
 
         tmp = tempfile.TemporaryDirectory(prefix="cairn-bench-")
-        base = free_port()
+        base = free_base_port(nodes)
         cluster = LocalCluster(
             Path(tmp.name), nodes=nodes, base_port=base, overrides={"state_storage": {"durability": durability}}
         )

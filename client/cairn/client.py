@@ -135,15 +135,13 @@ class Client:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         last: CairnError | None = None
         backoff = 0.02
+        stub_cls = state_pb2_grpc.StateServiceStub if service == "state" else cluster_pb2_grpc.ClusterServiceStub
         while True:
             candidates = [endpoint] if endpoint else self._order()
             for target in candidates:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise last or DeadlineExceededError("no node answered before the deadline")
-                stub_cls = (
-                    state_pb2_grpc.StateServiceStub if service == "state" else cluster_pb2_grpc.ClusterServiceStub
-                )
                 stub = stub_cls(self._channel(target))
                 try:
                     response = getattr(stub, method)(request, timeout=min(left, max(self.attempt_timeout, 0.05)))
@@ -165,8 +163,6 @@ class Client:
                 if header is not None and header.leader_grpc_address and header.leader_grpc_address in self.endpoints:
                     self._note_leader(header.leader_grpc_address)
                 return response
-            if endpoint and last is None:
-                raise UnavailableError(f"{endpoint} did not answer")
             sleep = min(backoff, max(0.0, deadline - time.monotonic()))
             time.sleep(sleep * (0.5 + random.random()))
             backoff = min(backoff * 2, 0.5)

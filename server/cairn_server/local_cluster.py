@@ -8,6 +8,7 @@ back on the same Raft ports to keep its log and votes meaningful.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import signal
 import socket
@@ -22,10 +23,31 @@ from typing import Any
 import yaml
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_base_port(count: int, host: str = "127.0.0.1") -> int:
+    """A base port with `count` consecutive free ports after it (for clusters started side by side)."""
+
+    def free(port: int) -> bool:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+                return True
+            except OSError:
+                return False
+
+    for _ in range(200):
+        base = random.randrange(20000, 40000)
+        if all(free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def agreed_leader(views: Mapping[int, Any]) -> int | None:
+    """Of node index -> status (role, node_id, leader_id): the one leader that every node asked agrees on."""
+    leaders = [i for i, s in views.items() if s.role == "LEADER"]
+    if len(leaders) != 1:
+        return None
+    leader_id = views[leaders[0]].node_id
+    return leaders[0] if all(s.leader_id == leader_id for s in views.values()) else None
 
 
 def _merge(base: dict, extra: Mapping) -> dict:
@@ -94,7 +116,7 @@ class LocalCluster:
             layout = {
                 "nodes": self.nodes,
                 "base_port": self.base_port,
-                "raft_ports": [free_port(self.host) for _ in range(self.nodes)],
+                "raft_ports": [free_base_port(1, self.host) for _ in range(self.nodes)],
                 "secret": secrets.token_urlsafe(32),
             }
             layout_file.write_text(yaml.safe_dump(layout))
@@ -263,4 +285,5 @@ def run_cluster_up(nodes: int, data_dir: str, base_port: int, echo=print) -> int
     echo("stopping...")
     codes = cluster.stop()
     echo("stopped: " + ", ".join(f"{k} exit {v}" for k, v in codes.items()))
-    return 0 if all(v == 0 for k, v in codes.items() if int(k[4:]) - 1 not in reported) else 1
+    crashed = {cluster.specs[i].node_id for i in reported}
+    return 0 if all(code == 0 for node, code in codes.items() if node not in crashed) else 1

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from cairn import Client
 from cairn_server.config import parse_config
+from cairn_server.local_cluster import free_base_port
 from cairn_server.node import Node
 from cairn_server.statemachine import INVALID_ARGUMENT
-from tests.support import free_base_port
 
 
 def test_a_garbage_entry_is_recorded_as_rejected_and_the_node_keeps_serving(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from cairn import Client
-from tests.support import free_base_port
+from cairn_server.local_cluster import free_base_port
 
 CAIRN = str(Path(sys.executable).parent / "cairn")
 

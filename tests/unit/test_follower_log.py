@@ -14,12 +14,12 @@ import pytest
 from pysyncobj.node import TCPNode
 
 from cairn_server.config import RaftConfig
+from cairn_server.local_cluster import free_base_port
 from cairn_server.raft.journal import RocksJournal
 from cairn_server.raft.replica import Replica
 from cairn_server.raft.snapshot import Snapshots
 from cairn_server.statemachine import StateMachine
 from cairn_server.storage import RocksStore
-from tests.support import free_base_port
 
 LEADER = "127.0.0.1:1"
 
