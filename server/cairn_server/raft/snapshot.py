@@ -6,7 +6,10 @@ families), and write the file from it in a background thread; `check` tells pysy
 file is durable, and only then does it compact the journal.
 
 File layout: MAGIC | u32 header length | SnapshotHeader | records | SHA-256 of all before it.
-A record is: u8 column family | u32 key length | key | u32 value length | value.
+A record is: u8 column family id | u32 key length | key | u32 value length | value. The ids are
+SNAPSHOT_CF_IDS (storage/rocksdb.py): fixed per family name and append-only, so files written by
+older versions restore into the same families; a file naming an id this node does not know (written
+by a newer version) is refused before anything is wiped.
 
 `deserialize` runs at start-up (our own file) and when a leader sent us its file. A file that
 fails its checksum is never half-used: the node stops loudly (pysyncobj would log and wedge).
@@ -26,11 +29,12 @@ from pathlib import Path
 
 from pysyncobj.config import SERIALIZER_STATE
 
-from cairn.internal import snapshot_pb2
+from cairn_server.internal import snapshot_pb2
 
 from ..statemachine import APPLIED_KEY, StateMachine
 from ..storage import STATE_CFS, RocksStore
 from ..storage.keys import u64
+from ..storage.rocksdb import SNAPSHOT_CF_IDS
 from .journal import RocksJournal
 
 log = logging.getLogger(__name__)
@@ -39,8 +43,10 @@ MAGIC = b"CAIRNSN1"
 FORMAT = 1
 _RESTORING_KEY = b"restore_in_progress"
 _U32 = struct.Struct(">I")
-_CF_IDS = {name: i for i, name in enumerate(STATE_CFS)}
-_END_OF_KEYS = b"\xff" * 16  # every state key sorts below this (ids are printable)
+_CF_NAMES = {i: name for name, i in SNAPSHOT_CF_IDS.items()}
+_SNAPSHOT_CFS = tuple(cf for cf in STATE_CFS if cf != "meta")  # meta: the header has the applied index
+# Every state key sorts below this: ids are printable, times are u64 ns (a 0xff first byte is past 2500).
+_END_OF_KEYS = b"\xff" * 16
 _BATCH_RECORDS = 2000
 
 
@@ -69,11 +75,10 @@ def write_snapshot_file(source: RocksStore, header: snapshot_pb2.SnapshotHeader,
 
         body = header.SerializeToString()
         emit(MAGIC + _U32.pack(len(body)) + body)
-        for cf in STATE_CFS:
-            if cf == "meta":
-                continue  # the applied index is the header's; written on restore
+        for cf in _SNAPSHOT_CFS:
+            cf_id = bytes([SNAPSHOT_CF_IDS[cf]])
             for key, value in source.scan(cf):
-                emit(bytes([_CF_IDS[cf]]) + _U32.pack(len(key)) + key + _U32.pack(len(value)) + value)
+                emit(cf_id + _U32.pack(len(key)) + key + _U32.pack(len(value)) + value)
                 count += 1
         out.write(digest.digest())
         out.flush()
@@ -106,11 +111,40 @@ def read_snapshot_file(path: Path) -> tuple[snapshot_pb2.SnapshotHeader, bytes]:
     return header, body[start + hlen :]
 
 
+def _cf_name(cf_id: int, n: int) -> str:
+    name = _CF_NAMES.get(cf_id)
+    if name is None:
+        raise SnapshotError(
+            f"snapshot record {n} has column family id {cf_id}, which this node does not know: "
+            "the snapshot was written by a newer version of Cairn"
+        )
+    return name
+
+
+def check_records(section: bytes) -> int:
+    """The number of records; raises SnapshotError for an unknown column family id or a torn record."""
+    pos, n, end = 0, 0, len(section)
+    while pos < end:
+        _cf_name(section[pos], n)
+        if pos + 5 > end:
+            raise SnapshotError(f"snapshot record {n} is truncated")
+        (klen,) = _U32.unpack_from(section, pos + 1)
+        pos += 5 + klen
+        if pos + 4 > end:
+            raise SnapshotError(f"snapshot record {n} is truncated")
+        (vlen,) = _U32.unpack_from(section, pos)
+        pos += 4 + vlen
+        if pos > end:
+            raise SnapshotError(f"snapshot record {n} is truncated")
+        n += 1
+    return n
+
+
 def iter_records(section: bytes):
-    pos = 0
-    names = {i: name for name, i in _CF_IDS.items()}
+    pos, n = 0, 0
     while pos < len(section):
-        cf = names[section[pos]]
+        cf = _cf_name(section[pos], n)
+        n += 1
         (klen,) = _U32.unpack_from(section, pos + 1)
         key = section[pos + 5 : pos + 5 + klen]
         pos += 5 + klen
@@ -170,7 +204,7 @@ class Snapshots:
         try:
             source = RocksStore(self._staging, read_only=True)
             try:
-                header.records = sum(1 for cf in STATE_CFS if cf != "meta" for _ in source.scan(cf))
+                header.records = sum(1 for cf in _SNAPSHOT_CFS for _ in source.scan(cf))
                 write_snapshot_file(source, header, self.dump_file)
             finally:
                 source.close()
@@ -217,6 +251,11 @@ class Snapshots:
         last, previous = _entry(header.last), _entry(header.previous)
         restoring = self.store.get("meta", _RESTORING_KEY) is not None
         if restoring or header.last.index > self.machine.applied_index:
+            try:
+                check_records(section)  # before the wipe: a file we cannot read must not cost the state
+            except SnapshotError as exc:
+                self._on_fatal(f"refusing to continue with a bad snapshot: {exc}")
+                raise
             self._restore(header, section)
         else:
             # Our state already contains everything the file does: both are prefixes of the same

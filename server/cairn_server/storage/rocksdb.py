@@ -2,7 +2,10 @@
 
 State machine:  state (workflow id -> WorkflowState), history (id + version -> StateChange),
                 checkpoint (id + checkpoint id -> Checkpoint), dedup (request id -> DedupRecord),
-                dedup_exp (expiry + request id), meta (applied index).
+                dedup_exp (expiry + request id), meta (applied index),
+                run_queue (pending workflow runs by type and ready time), lease (workflow id -> lease),
+                lease_due (lease expiry index), cp_sched (workflow id -> next periodic checkpoint time),
+                cp_due (periodic checkpoint due-time index).
 Raft journal:   raftlog (index -> term + command), raftmeta (term, vote, commit index).
 
 One WriteBatch is atomic across column families, which is what lets an apply write its effects,
@@ -20,8 +23,44 @@ from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch, WriteO
 
 from .keys import prefix_end
 
-STATE_CFS = ("state", "history", "checkpoint", "dedup", "dedup_exp", "meta")
+STATE_CFS = (
+    "state",
+    "history",
+    "checkpoint",
+    "dedup",
+    "dedup_exp",
+    "meta",
+    "run_queue",
+    "lease",
+    "lease_due",
+    "cp_sched",
+    "cp_due",
+)
 RAFT_CFS = ("raftlog", "raftmeta")
+
+# The u8 that names a state column family in a snapshot file (raft/snapshot.py), fixed per name.
+# APPEND-ONLY: an id is never reused or renumbered, and order in STATE_CFS does not matter; a new
+# family takes the next free id. Changing an id would make every existing snapshot file restore its
+# records into the wrong family. If a family is ever dropped, comment its line out and keep it, so
+# that its id stays taken. (meta has an id but is not written to snapshots: the header carries the
+# applied index.)
+SNAPSHOT_CF_IDS: dict[str, int] = {
+    "state": 0,
+    "history": 1,
+    "checkpoint": 2,
+    "dedup": 3,
+    "dedup_exp": 4,
+    "meta": 5,
+    "run_queue": 6,
+    "lease": 7,
+    "lease_due": 8,
+    "cp_sched": 9,
+    "cp_due": 10,
+}
+if set(SNAPSHOT_CF_IDS) != set(STATE_CFS) or len(set(SNAPSHOT_CF_IDS.values())) != len(SNAPSHOT_CF_IDS):
+    raise RuntimeError("every state column family needs its own snapshot id in SNAPSHOT_CF_IDS")
+if not all(0 <= i <= 255 for i in SNAPSHOT_CF_IDS.values()):
+    raise RuntimeError("snapshot column family ids are one byte")
 
 
 def _options() -> Options:
