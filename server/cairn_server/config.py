@@ -1,7 +1,9 @@
-"""The node's YAML configuration: the specification's sections plus `cluster`, `raft` and `limits`.
+"""The node's YAML configuration: the specification's sections plus `cluster`, `execution`, `raft` and `limits`.
 
-Every key has a default except the node's identity; unknown keys and bad values stop start-up
-with a message that names the field (for example `checkpointing.interval`).
+Every key has a default (`state_storage.connection` aside; a missing `cluster` section means a
+single-node cluster); unknown keys and bad values stop start-up with a message that names the field
+(for example `checkpointing.interval`). The specification's example, with its sections under a
+top-level `stateful_workflow_engine:` key, loads as written.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .durations import parse_duration, parse_size
+from cairn.durations import parse_duration, parse_size
 
 
 class ConfigError(ValueError):
@@ -52,10 +54,11 @@ class StorageConfig:
 @dataclass(frozen=True)
 class CheckpointingConfig:
     enabled: bool = True
-    interval: float = 300.0
+    interval: float = 300.0  # 0: no time-based periodic checkpoints
     retention: float = 30 * 86400.0
-    compression: str = "zlib"
+    compression: str = "zlib"  # "zlib" | "none"
     max_per_workflow: int = 100
+    every_versions: int = 0  # 0: off; N: due once a workflow is N versions past its last checkpoint
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,26 @@ class RecoveryConfig:
     enabled: bool = True
     auto_recovery: bool = True
     max_recovery_time: float = 2.0
+    resume_from: str = "latest"  # "latest" | "checkpoint"
+    max_attempts: int = 5
+    retry_backoff: float = 1.0
+    max_retry_backoff: float = 60.0
 
 
 @dataclass(frozen=True)
 class SynchronizationConfig:
     enabled: bool = True
     sync_interval: float = 1.0
-    conflict_resolution: str = "reject"
+    conflict_resolution: str = "last_write_wins"  # "last_write_wins" | "reject"
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    min_lease_timeout: float = 1.0
+    max_lease_timeout: float = 3600.0
+    max_poll_wait: float = 30.0
+    scheduler_interval: float = 0.1
+    scheduler_batch: int = 256
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,7 @@ class Config:
     synchronization: SynchronizationConfig = field(default_factory=SynchronizationConfig)
     raft: RaftConfig = field(default_factory=RaftConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -148,13 +165,21 @@ class _Section:
             raise ConfigError(f"{self._name(key)}: expected a whole number from {minimum} to {maximum}, got {value!r}")
         return value
 
-    def duration(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+    def duration(
+        self, key: str, default: float, *, minimum: float = 0.0, positive: bool = False, zero_ok: bool = False
+    ) -> float:
+        """`positive`: must be more than 0; `zero_ok`: 0 (meaning off) is allowed below `minimum`."""
         try:
             value = parse_duration(self.take(key, default))
         except ValueError as exc:
             raise ConfigError(f"{self._name(key)}: {exc}") from None
+        if positive and value <= 0:
+            raise ConfigError(f"{self._name(key)}: must be more than 0s, got {value}s")
+        if zero_ok and value == 0:
+            return value
         if value < minimum:
-            raise ConfigError(f"{self._name(key)}: must be at least {minimum}s, got {value}s")
+            off = "0 (off) or " if zero_ok else ""
+            raise ConfigError(f"{self._name(key)}: must be {off}at least {minimum}s, got {value}s")
         return value
 
     def size(self, key: str, default: int, *, minimum: int = 1) -> int:
@@ -224,15 +249,54 @@ def _cluster(s: _Section) -> ClusterConfig:
     return ClusterConfig(node_id, grpc_address, raft_address, advertise, tuple(peers), secret, insecure)
 
 
+WRAPPER = "stateful_workflow_engine"
+# No `cluster` section: a single-node cluster.
+DEFAULT_CLUSTER = {"node_id": "node1", "grpc_address": "127.0.0.1:50051", "raft_address": "127.0.0.1:7001"}
+
+
+def _unwrap(raw: Any) -> Any:
+    """The specification's example puts every section under one `stateful_workflow_engine:` key."""
+    if not isinstance(raw, dict) or WRAPPER not in raw:
+        return raw
+    others = sorted(str(k) for k in raw if k != WRAPPER)
+    if others:
+        raise ConfigError(
+            f"{WRAPPER}: when present it must be the only top-level key (the sections go inside it); "
+            f"also found {', '.join(others)}"
+        )
+    inner = raw[WRAPPER]
+    if inner is not None and not isinstance(inner, dict):
+        raise ConfigError(f"{WRAPPER}: expected a mapping, got {type(inner).__name__}")
+    return inner
+
+
+def _compression(s: _Section) -> str:
+    value = s.take("compression", "zlib")
+    if isinstance(value, bool):  # YAML `compression: true` = the default codec
+        return "zlib" if value else "none"
+    choices = ("none", "zlib")
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(
+            f"{s._name('compression')}: must be one of {', '.join(choices)}, true or false; got {value!r}"
+        )
+    return value
+
+
 def parse_config(raw: Any, *, insecure: bool = False) -> Config:
     """Validate a parsed YAML document; `insecure` is the command line's --insecure."""
-    top = _Section(raw, "")
+    top = _Section(_unwrap(raw), "")
     cluster_section = top.section("cluster")
+    if top.raw.get("cluster") is None:
+        cluster_section.raw = dict(DEFAULT_CLUSTER)
     if insecure:
         cluster_section.raw = {**cluster_section.raw, "insecure": True}
     cluster = _cluster(cluster_section)
 
     st = top.section("state_storage")
+    if st.raw.get("type") == "postgresql":
+        raise ConfigError(
+            "state_storage.type: the PostgreSQL backend arrives with the storage-backends work; use rocksdb for now"
+        )
     storage_type = st.string("type", "rocksdb", choices=("rocksdb",))
     connection = st.string("connection", required=True)
     durability = st.string("durability", "fsync", choices=("fsync", "process"))
@@ -249,10 +313,11 @@ def parse_config(raw: Any, *, insecure: bool = False) -> Config:
     cp = top.section("checkpointing")
     checkpointing = CheckpointingConfig(
         enabled=cp.boolean("enabled", True),
-        interval=cp.duration("interval", 300.0, minimum=1.0),
+        interval=cp.duration("interval", 300.0, minimum=1.0, zero_ok=True),
         retention=cp.duration("retention", 30 * 86400.0, minimum=1.0),
-        compression=cp.string("compression", "zlib", choices=("none", "zlib")),
+        compression=_compression(cp),
         max_per_workflow=cp.integer("max_per_workflow", 100, minimum=1, maximum=10_000),
+        every_versions=cp.integer("every_versions", 0, minimum=0),
     )
     cp.done()
 
@@ -261,16 +326,40 @@ def parse_config(raw: Any, *, insecure: bool = False) -> Config:
         enabled=rc.boolean("enabled", True),
         auto_recovery=rc.boolean("auto_recovery", True),
         max_recovery_time=rc.duration("max_recovery_time", 2.0, minimum=0.1),
+        resume_from=rc.string("resume_from", "latest", choices=("latest", "checkpoint")),
+        max_attempts=rc.integer("max_attempts", 5, minimum=1),
+        retry_backoff=rc.duration("retry_backoff", 1.0, positive=True),
+        max_retry_backoff=rc.duration("max_retry_backoff", 60.0, positive=True),
     )
+    if recovery.max_retry_backoff < recovery.retry_backoff:
+        raise ConfigError(
+            "recovery.max_retry_backoff: must be at least recovery.retry_backoff "
+            f"({recovery.max_retry_backoff}s vs {recovery.retry_backoff}s)"
+        )
     rc.done()
 
     sy = top.section("synchronization")
     synchronization = SynchronizationConfig(
         enabled=sy.boolean("enabled", True),
         sync_interval=sy.duration("sync_interval", 1.0, minimum=0.01),
-        conflict_resolution=sy.string("conflict_resolution", "reject", choices=("reject",)),
+        conflict_resolution=sy.string("conflict_resolution", "last_write_wins", choices=("last_write_wins", "reject")),
     )
     sy.done()
+
+    ex = top.section("execution")
+    execution = ExecutionConfig(
+        min_lease_timeout=ex.duration("min_lease_timeout", 1.0, minimum=0.1),
+        max_lease_timeout=ex.duration("max_lease_timeout", 3600.0, minimum=0.1),
+        max_poll_wait=ex.duration("max_poll_wait", 30.0, minimum=0.1),
+        scheduler_interval=ex.duration("scheduler_interval", 0.1, minimum=0.01),
+        scheduler_batch=ex.integer("scheduler_batch", 256, minimum=1, maximum=100_000),
+    )
+    if execution.max_lease_timeout < execution.min_lease_timeout:
+        raise ConfigError(
+            "execution.max_lease_timeout: must be at least execution.min_lease_timeout "
+            f"({execution.max_lease_timeout}s vs {execution.min_lease_timeout}s)"
+        )
+    ex.done()
 
     rf = top.section("raft")
     raft = RaftConfig(
@@ -295,7 +384,7 @@ def parse_config(raw: Any, *, insecure: bool = False) -> Config:
     )
     lm.done()
     top.done()
-    return Config(cluster, storage, checkpointing, recovery, synchronization, raft, limits)
+    return Config(cluster, storage, checkpointing, recovery, synchronization, raft, limits, execution)
 
 
 def load_config(path: str | Path, *, insecure: bool = False) -> Config:

@@ -252,9 +252,24 @@ class LocalCluster:
             return ""
 
 
-def run_cluster_up(nodes: int, data_dir: str, base_port: int, echo=print) -> int:
-    """Foreground: start the nodes, print endpoints, stop them all on SIGINT/SIGTERM."""
-    cluster = LocalCluster(Path(data_dir), nodes=nodes, base_port=base_port)
+def run_cluster_up(
+    nodes: int, data_dir: str, base_port: int, echo=print, overrides: Mapping[str, Any] | None = None
+) -> int:
+    """Foreground: start the nodes, print endpoints, stop them all on SIGINT/SIGTERM.
+
+    `overrides` (nested, like the node config) is merged into every node's config; every node's
+    config is validated before any node starts.
+    """
+    from .config import ConfigError, parse_config
+
+    cluster = LocalCluster(Path(data_dir), nodes=nodes, base_port=base_port, overrides=dict(overrides or {}))
+    for spec in cluster.specs:
+        try:
+            parse_config(cluster.node_config(spec))
+        except ConfigError as exc:
+            echo(f"invalid configuration for {spec.node_id} ({spec.config_path}): {exc}")
+            echo("no node was started")
+            return 2
     stopping = False
 
     def on_signal(_signum: int, _frame: object) -> None:

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from cairn_server.config import ConfigError, load_config, parse_config
+from cairn_server.config import (
+    CheckpointingConfig,
+    ConfigError,
+    ExecutionConfig,
+    RecoveryConfig,
+    load_config,
+    parse_config,
+)
 
 
 def base(**sections) -> dict:
@@ -25,8 +33,27 @@ def test_minimal_config_gets_documented_defaults() -> None:
     assert cfg.checkpointing.interval == 300.0 and cfg.checkpointing.retention == 30 * 86400
     assert cfg.limits.max_state_bytes == 4 * 1024 * 1024 and cfg.limits.dedup_window == 6 * 3600
     assert cfg.recovery.max_recovery_time == 2.0
-    assert cfg.synchronization.conflict_resolution == "reject"
+    assert cfg.synchronization.conflict_resolution == "last_write_wins"
     assert cfg.cluster.advertise_grpc_address == "127.0.0.1:50051"
+    assert cfg.recovery == RecoveryConfig(
+        enabled=True,
+        auto_recovery=True,
+        max_recovery_time=2.0,
+        resume_from="latest",
+        max_attempts=5,
+        retry_backoff=1.0,
+        max_retry_backoff=60.0,
+    )
+    assert cfg.execution == ExecutionConfig(
+        min_lease_timeout=1.0,
+        max_lease_timeout=3600.0,
+        max_poll_wait=30.0,
+        scheduler_interval=0.1,
+        scheduler_batch=256,
+    )
+    assert cfg.checkpointing == CheckpointingConfig(
+        enabled=True, interval=300.0, retention=30 * 86400.0, compression="zlib", max_per_workflow=100, every_versions=0
+    )
 
 
 def test_seed_shape_parses() -> None:
@@ -50,7 +77,7 @@ def test_seed_shape_parses() -> None:
         (base(checkpointing={"intervall": "5m"}), "checkpointing.intervall: unknown key"),
         (base(checkpointing={"compression": "lz77"}), "checkpointing.compression"),
         (base(recovery={"enabled": "yes"}), "recovery.enabled"),
-        (base(synchronization={"conflict_resolution": "last_write_wins"}), "synchronization.conflict_resolution"),
+        (base(synchronization={"conflict_resolution": "merge"}), "synchronization.conflict_resolution"),
         (base(state_storage={"durability": "sometimes"}), "state_storage.durability"),
         (base(state_storage={"type": "postgres"}), "state_storage.type"),
         (base(state_storage={"encryption": {"enabled": True}}), "state_storage.encryption"),
@@ -58,7 +85,10 @@ def test_seed_shape_parses() -> None:
         (base(limits={"history_limit": 0}), "limits.history_limit"),
         (base(raft={"heartbeat_interval": "1s", "election_timeout": "1s"}), "raft.heartbeat_interval"),
         (base(cluster={"grpc_address": "nohost"}), "cluster.grpc_address"),
-        ({"state_storage": {"connection": "/x"}}, "cluster.node_id: required"),
+        (
+            {"cluster": {"grpc_address": "h:1", "raft_address": "h:2"}, "state_storage": {"connection": "/x"}},
+            "cluster.node_id: required",
+        ),
         (base(cluster={"peers": [{"node_id": "n2", "grpc_address": "h:1"}]}), "cluster.peers[0].raft_address"),
         ({**base(), "extra": 1}, "extra: unknown key"),
     ],
@@ -100,3 +130,170 @@ def test_load_config_reports_yaml_and_file_errors(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+SPEC_EXAMPLE = """\
+stateful_workflow_engine:
+  state_storage:
+    type: "rocksdb"
+    connection: "./data/state"
+    encryption: false
+  checkpointing:
+    enabled: true
+    interval: "5m"
+    retention: "7d"
+    compression: true
+  recovery:
+    enabled: true
+    auto_recovery: true
+    max_recovery_time: "10m"
+  synchronization:
+    enabled: true
+    sync_interval: "1s"
+    conflict_resolution: "last_write_wins"
+"""
+
+
+def test_the_specifications_example_loads_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC_EXAMPLE)
+    cfg = load_config(path)
+    assert cfg.state_storage.type == "rocksdb" and cfg.state_storage.connection == "./data/state"
+    assert cfg.state_storage.encryption is False
+    assert cfg.checkpointing.enabled and cfg.checkpointing.interval == 300.0
+    assert cfg.checkpointing.retention == 7 * 86400.0 and cfg.checkpointing.compression == "zlib"
+    assert cfg.recovery.enabled and cfg.recovery.auto_recovery and cfg.recovery.max_recovery_time == 600.0
+    assert cfg.synchronization.enabled and cfg.synchronization.sync_interval == 1.0
+    assert cfg.synchronization.conflict_resolution == "last_write_wins"
+    # No cluster section: a single-node cluster on the default addresses.
+    assert (cfg.cluster.node_id, cfg.cluster.grpc_address, cfg.cluster.raft_address) == (
+        "node1",
+        "127.0.0.1:50051",
+        "127.0.0.1:7001",
+    )
+    assert cfg.cluster.peers == () and cfg.cluster.advertise_grpc_address == "127.0.0.1:50051"
+    assert cfg.execution == ExecutionConfig()
+    # The wrapper is only a wrapper: the same document without it parses the same.
+    assert parse_config(yaml.safe_load(SPEC_EXAMPLE)["stateful_workflow_engine"]) == cfg
+
+
+def test_wrapper_must_be_the_only_top_level_key() -> None:
+    doc = {"stateful_workflow_engine": {"state_storage": {"connection": "/x"}}, "cluster": base()["cluster"]}
+    with pytest.raises(ConfigError, match="stateful_workflow_engine: .*only top-level key.*cluster"):
+        parse_config(doc)
+    with pytest.raises(ConfigError, match="stateful_workflow_engine: expected a mapping"):
+        parse_config({"stateful_workflow_engine": [1]})
+    with pytest.raises(ConfigError, match="checkpointing.interval"):
+        parse_config({"stateful_workflow_engine": base(checkpointing={"interval": "soon"})})
+
+
+def test_missing_cluster_section_is_a_single_node_cluster() -> None:
+    cfg = parse_config({"state_storage": {"connection": "/x"}})
+    assert cfg.cluster.members[0].node_id == "node1" and not cfg.cluster.peers
+    assert parse_config({"cluster": None, "state_storage": {"connection": "/x"}}).cluster == cfg.cluster
+    assert parse_config({"state_storage": {"connection": "/x"}}, insecure=True).cluster.insecure
+
+
+def test_recovery_keys() -> None:
+    cfg = parse_config(
+        base(
+            recovery={
+                "resume_from": "checkpoint",
+                "max_attempts": 1,
+                "retry_backoff": "250ms",
+                "max_retry_backoff": "250ms",
+            }
+        )
+    ).recovery
+    assert (cfg.resume_from, cfg.max_attempts, cfg.retry_backoff, cfg.max_retry_backoff) == (
+        "checkpoint",
+        1,
+        0.25,
+        0.25,
+    )
+    assert parse_config(base(recovery={"resume_from": "latest", "max_attempts": 100})).recovery.max_attempts == 100
+    assert (
+        parse_config(base(recovery={"retry_backoff": 2, "max_retry_backoff": "5m"})).recovery.max_retry_backoff == 300
+    )
+
+
+def test_execution_keys() -> None:
+    cfg = parse_config(
+        base(
+            execution={
+                "min_lease_timeout": "100ms",
+                "max_lease_timeout": "100ms",
+                "max_poll_wait": "2s",
+                "scheduler_interval": "10ms",
+                "scheduler_batch": 100_000,
+            }
+        )
+    ).execution
+    assert cfg == ExecutionConfig(0.1, 0.1, 2.0, 0.01, 100_000)
+    assert parse_config(base(execution={"scheduler_batch": 1})).execution.scheduler_batch == 1
+
+
+def test_checkpointing_keys() -> None:
+    assert parse_config(base(checkpointing={"every_versions": 10})).checkpointing.every_versions == 10
+    assert parse_config(base(checkpointing={"interval": 0})).checkpointing.interval == 0
+    assert parse_config(base(checkpointing={"interval": "0s"})).checkpointing.interval == 0
+    assert parse_config(base(checkpointing={"interval": "1s"})).checkpointing.interval == 1.0
+    assert parse_config(base(checkpointing={"compression": True})).checkpointing.compression == "zlib"
+    assert parse_config(base(checkpointing={"compression": False})).checkpointing.compression == "none"
+    assert parse_config(base(checkpointing={"compression": "none"})).checkpointing.compression == "none"
+    assert parse_config(base(checkpointing={"compression": "zlib"})).checkpointing.compression == "zlib"
+
+
+def test_conflict_resolution_modes() -> None:
+    for mode in ("last_write_wins", "reject"):
+        assert (
+            parse_config(base(synchronization={"conflict_resolution": mode})).synchronization.conflict_resolution
+            == mode
+        )
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        (base(recovery={"resume_from": "earliest"}), "recovery.resume_from: must be one of latest, checkpoint"),
+        (base(recovery={"max_attempts": 0}), "recovery.max_attempts: expected a whole number from 1"),
+        (base(recovery={"max_attempts": "3"}), "recovery.max_attempts"),
+        (base(recovery={"retry_backoff": 0}), "recovery.retry_backoff: must be more than 0s"),
+        (base(recovery={"retry_backoff": "fast"}), "recovery.retry_backoff: expected a duration"),
+        (
+            base(recovery={"max_retry_backoff": "500ms"}),
+            "recovery.max_retry_backoff: must be at least recovery.retry_backoff",
+        ),
+        (base(recovery={"retry_backoff": "2m"}), "recovery.max_retry_backoff: must be at least recovery.retry_backoff"),
+        (base(recovery={"max_retry_backoff": 0}), "recovery.max_retry_backoff: must be more than 0s"),
+        (base(execution={"min_lease_timeout": "50ms"}), "execution.min_lease_timeout: must be at least 0.1s"),
+        (base(execution={"max_lease_timeout": "500ms"}), "execution.max_lease_timeout: must be at least execution.min"),
+        (base(execution={"max_lease_timeout": "forever"}), "execution.max_lease_timeout: expected a duration"),
+        (base(execution={"max_poll_wait": "10ms"}), "execution.max_poll_wait: must be at least 0.1s"),
+        (base(execution={"scheduler_interval": "5ms"}), "execution.scheduler_interval: must be at least 0.01s"),
+        (base(execution={"scheduler_batch": 0}), "execution.scheduler_batch: expected a whole number from 1 to 100000"),
+        (base(execution={"scheduler_batch": 100_001}), "execution.scheduler_batch"),
+        (base(execution={"lease": "1s"}), "execution.lease: unknown key"),
+        ({**base(), "execution": [1]}, "execution: expected a mapping"),
+        (base(checkpointing={"every_versions": -1}), "checkpointing.every_versions: expected a whole number from 0"),
+        (base(checkpointing={"every_versions": True}), "checkpointing.every_versions"),
+        (base(checkpointing={"interval": "500ms"}), r"checkpointing.interval: must be 0 \(off\) or at least 1.0s"),
+        (
+            base(checkpointing={"compression": "gzip"}),
+            "checkpointing.compression: must be one of none, zlib, true or false",
+        ),
+        (base(checkpointing={"compression": 1}), "checkpointing.compression"),
+        (
+            base(synchronization={"conflict_resolution": "newest"}),
+            "synchronization.conflict_resolution: must be one of",
+        ),
+        (
+            base(state_storage={"type": "postgresql"}),
+            "state_storage.type: the PostgreSQL backend arrives with the storage-backends work; use rocksdb for now",
+        ),
+        (base(state_storage={"type": "mysql"}), "state_storage.type: must be one of rocksdb"),
+    ],
+)
+def test_new_keys_name_the_field(doc: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(doc)
