@@ -1,11 +1,13 @@
 """Cairn's Python SDK: `from cairn import Client`.
 
 Importing it never imports the server (cairn_server); the generated gRPC stubs live in
-`cairn.v1` (public API) and `cairn.internal` (node-to-node, not for clients).
+`cairn.v1` (the public API). The node's internal protos (log entries, snapshots, node-to-node
+RPCs) are generated into `cairn_server.internal` and never reach the SDK.
 """
 
 from .client import DEFAULT_ENDPOINTS, Client
 from .errors import (
+    AlreadyExistsError,
     CairnError,
     ConflictError,
     DataLossError,
@@ -13,6 +15,7 @@ from .errors import (
     FailedPreconditionError,
     InternalError,
     InvalidArgumentError,
+    LeaseLostError,
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
@@ -23,17 +26,34 @@ from .types import (
     Checkpoint,
     ClusterStatus,
     DeleteResult,
+    Lease,
     NodeStatus,
+    RunSummary,
     StateChange,
+    StepResult,
     SyncResult,
     ValidationResult,
+    WorkflowRun,
     WorkflowState,
     WorkflowSummary,
 )
+from .worker import Context, NonRetryableError, StepResultError, Worker, WorkflowDefinition, workflow
 
 __all__ = [
     "DEFAULT_ENDPOINTS",
+    "AlreadyExistsError",
     "CairnError",
+    "Context",
+    "Lease",
+    "LeaseLostError",
+    "NonRetryableError",
+    "RunSummary",
+    "StepResult",
+    "StepResultError",
+    "Worker",
+    "WorkflowDefinition",
+    "WorkflowRun",
+    "workflow",
     "Checkpoint",
     "Client",
     "ClusterStatus",

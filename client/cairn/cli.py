@@ -381,6 +381,108 @@ def status(**_: Any) -> None:
         sys.exit(1)
 
 
+# ---- workers -------------------------------------------------------------------------------------
+
+
+def load_workflows(module_or_file: str) -> list[Any]:
+    """Import a module (dotted name, from the current directory too) or a .py file; its @cairn.workflow types."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    from .worker import workflows_in
+
+    path = Path(module_or_file)
+    if module_or_file.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise click.BadParameter(f"{module_or_file}: no such file", param_hint="MODULE_OR_FILE")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise click.BadParameter(f"{module_or_file}: cannot be imported", param_hint="MODULE_OR_FILE")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        sys.path.insert(0, str(path.resolve().parent))
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(module_or_file)
+        except ImportError as exc:
+            raise click.BadParameter(f"{module_or_file}: {exc}", param_hint="MODULE_OR_FILE") from None
+    found = workflows_in(vars(module).values())
+    if not found:
+        raise click.BadParameter(f"{module_or_file} defines no @cairn.workflow", param_hint="MODULE_OR_FILE")
+    return found
+
+
+@main.group()
+def worker() -> None:
+    """Run workflow workers."""
+
+
+@worker.command("run")
+@click.argument("module_or_file")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=4, show_default=True, help="runs at once")
+@click.option(
+    "--lease-timeout", default="10s", show_default=True, help="lease duration, e.g. 10s (within the cluster's bounds)"
+)
+@click.option("--worker-id", default=None, help="shown as the runs' lease holder (default: host-pid-random)")
+@click.option("--poll-wait", type=float, default=10.0, show_default=True, help="seconds one long poll is held")
+@click.option("--log-level", default="INFO", show_default=True)
+@_common
+def worker_run(
+    module_or_file: str,
+    concurrency: int,
+    lease_timeout: str,
+    worker_id: str | None,
+    poll_wait: float,
+    log_level: str,
+    **_: Any,
+) -> None:
+    """Import MODULE_OR_FILE and serve every @cairn.workflow in it until SIGTERM/SIGINT."""
+    import logging
+
+    from .durations import parse_duration
+    from .worker import Worker
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        lease = parse_duration(lease_timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lease-timeout") from None
+    ctx = click.get_current_context()
+    definitions = load_workflows(module_or_file)
+    runner = Worker(
+        _client(ctx),
+        definitions,
+        concurrency=concurrency,
+        lease_timeout=lease,
+        worker_id=worker_id,
+        poll_wait=poll_wait,
+    )
+    if not ctx.obj["json"]:
+        console.print(
+            f"worker {runner.worker_id} serving {', '.join(sorted(runner.workflows))} "
+            f"(concurrency {concurrency}, lease {lease}s); Ctrl-C stops it",
+            highlight=False,
+        )
+    runner.run()
+    summary = {
+        "worker_id": runner.worker_id,
+        "completed": runner.completed,
+        "failed": runner.failed,
+        "dropped": runner.dropped,
+    }
+    _emit(
+        ctx,
+        summary,
+        lambda s: console.print(
+            f"stopped: {s['completed']} completed, {s['failed']} failed attempts, {s['dropped']} dropped (lease lost)",
+            highlight=False,
+        ),
+    )
+
+
 # ---- running nodes -------------------------------------------------------------------------------
 
 
@@ -401,15 +503,63 @@ def cluster() -> None:
     """Run a local cluster."""
 
 
+# Set per node by `cluster up` itself: one value for every node would break the cluster.
+_PER_NODE_KEYS = (
+    "cluster.node_id",
+    "cluster.grpc_address",
+    "cluster.advertise_grpc_address",
+    "cluster.raft_address",
+    "cluster.peers",
+    "state_storage.connection",
+)
+
+
+def _parse_set(_ctx: click.Context, _param: click.Parameter, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`--set a.b=VALUE ...` -> {"a": {"b": VALUE}}, VALUE read as YAML (`2s` a string, `3` an int)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(p.strip() for p in parts):
+            raise click.BadParameter(f"expected KEY=VALUE with a dotted KEY (checkpointing.interval=2s), got {pair!r}")
+        parts = [p.strip() for p in parts]
+        dotted = ".".join(parts)
+        if any(dotted == k or k.startswith(dotted + ".") or dotted.startswith(k + ".") for k in _PER_NODE_KEYS):
+            raise click.BadParameter(f"{dotted} is set per node by `cluster up` and cannot be overridden")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(f"{dotted}: the value is not valid YAML: {exc}") from None
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise click.BadParameter(f"{dotted} conflicts with --set {'.'.join(parts[: i + 1])}")
+        if parts[-1] in node:
+            raise click.BadParameter(f"{dotted} is set twice or conflicts with another --set")
+        node[parts[-1]] = value
+    return out
+
+
 @cluster.command("up")
 @click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
 @click.option("--data-dir", default="./data", show_default=True)
 @click.option("--base-port", type=click.IntRange(1024, 65000), default=50051, show_default=True)
-def cluster_up(nodes: int, data_dir: str, base_port: int) -> None:
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=_parse_set,
+    help="override a node config key for every node, e.g. --set checkpointing.interval=2s (repeatable)",
+)
+def cluster_up(nodes: int, data_dir: str, base_port: int, overrides: dict[str, Any]) -> None:
     """Start NODES node processes on 127.0.0.1 (gRPC on base-port, base-port+1, ...) until Ctrl-C."""
     from cairn_server.local_cluster import run_cluster_up
 
-    sys.exit(run_cluster_up(nodes, data_dir, base_port, echo=click.echo))
+    sys.exit(run_cluster_up(nodes, data_dir, base_port, echo=click.echo, overrides=overrides))
 
 
 @main.command()

@@ -27,18 +27,29 @@ from .types import (
     Checkpoint,
     ClusterStatus,
     DeleteResult,
+    HeartbeatResult,
     NodeStatus,
     Problem,
     ReplicaDigest,
+    RunSummary,
     SyncResult,
+    Task,
     ValidationResult,
+    WorkflowRun,
     WorkflowState,
     WorkflowSummary,
 )
-from .v1 import cluster_pb2, cluster_pb2_grpc, state_pb2, state_pb2_grpc
-from .values import to_struct
+from .v1 import cluster_pb2, cluster_pb2_grpc, state_pb2, state_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from .values import to_struct, to_value
 
 Consistency = Literal["linearizable", "serializable"]
+Service = Literal["state", "cluster", "workflow"]
+_STUBS = {
+    "state": state_pb2_grpc.StateServiceStub,
+    "cluster": cluster_pb2_grpc.ClusterServiceStub,
+    "workflow": workflow_pb2_grpc.WorkflowServiceStub,
+}
+RUN_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "QUARANTINED", "CANCELLED")
 DEFAULT_ENDPOINTS = ("127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:50053")
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 # A restarted node should be reachable again within a second, not after gRPC's default backoff
@@ -125,17 +136,20 @@ class Client:
 
     def _call(
         self,
-        service: Literal["state", "cluster"],
+        service: Service,
         method: str,
         request: Any,
         timeout: float | None,
         endpoint: str | None = None,
+        *,
+        attempt_timeout: float | None = None,
     ) -> Any:
         """Call with retries on UNAVAILABLE/DEADLINE_EXCEEDED until the overall deadline."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         last: CairnError | None = None
         backoff = 0.02
-        stub_cls = state_pb2_grpc.StateServiceStub if service == "state" else cluster_pb2_grpc.ClusterServiceStub
+        stub_cls = _STUBS[service]
+        per_attempt = max(self.attempt_timeout if attempt_timeout is None else attempt_timeout, 0.05)
         while True:
             candidates = [endpoint] if endpoint else self._order()
             for target in candidates:
@@ -144,7 +158,7 @@ class Client:
                     raise last or DeadlineExceededError("no node answered before the deadline")
                 stub = stub_cls(self._channel(target))
                 try:
-                    response = getattr(stub, method)(request, timeout=min(left, max(self.attempt_timeout, 0.05)))
+                    response = getattr(stub, method)(request, timeout=min(left, per_attempt))
                 except grpc.RpcError as err:
                     error = from_rpc_error(err)
                     if err.code() not in _RETRYABLE:
@@ -349,6 +363,218 @@ class Client:
             r.history_entries_checked,
             [ReplicaDigest(d.node_id, d.reachable, d.applied_index, d.version, d.digest, d.error) for d in r.replicas],
         )
+
+    # ---- workflow runs (durable execution) --------------------------------------------------------
+
+    def start_workflow(
+        self,
+        workflow_type: str,
+        workflow_id: str,
+        input: Any = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> WorkflowRun:
+        """Start a run (PENDING, attempt 1). Idempotent per request id; an existing id is AlreadyExistsError."""
+        request = workflow_pb2.StartWorkflowRequest(
+            workflow_id=workflow_id,
+            workflow_type=workflow_type,
+            input=to_value(input, "input"),
+            labels=dict(labels or {}),
+            request_id=request_id or self.new_request_id(),
+        )
+        response = self._call("workflow", "StartWorkflow", request, timeout)
+        return WorkflowRun.from_proto(response.state, header=response.header)
+
+    def get_workflow(
+        self,
+        workflow_id: str,
+        *,
+        consistency: Consistency = "linearizable",
+        min_index: int = 0,
+        timeout: float | None = None,
+        endpoint: str | None = None,
+    ) -> WorkflowRun:
+        request = workflow_pb2.GetWorkflowRequest(workflow_id=workflow_id, read=_read_options(consistency, min_index))
+        response = self._call("workflow", "GetWorkflow", request, timeout, endpoint)
+        return WorkflowRun.from_proto(
+            response.state, response.lease if response.HasField("lease") else None, response.header
+        )
+
+    def wait_workflow(self, workflow_id: str, timeout: float = 60.0, *, poll_interval: float = 0.5) -> WorkflowRun:
+        """Until the run is COMPLETED, FAILED, QUARANTINED or CANCELLED; DeadlineExceededError after `timeout`."""
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            left = deadline - time.monotonic()
+            run = self.get_workflow(workflow_id, timeout=max(0.1, min(self.timeout, left)))
+            if run.done:
+                return run
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceededError(
+                    f"run {workflow_id!r} is still {run.status} after {timeout}s (step {run.current_step!r})"
+                )
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, poll_interval)
+
+    def list_workflow_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow_type: str | None = None,
+        prefix: str = "",
+        limit: int | None = None,
+        page_size: int = 500,
+        consistency: Consistency = "linearizable",
+        timeout: float | None = None,
+    ) -> list[RunSummary]:
+        """Runs in id order, filtered by status and type (paged underneath)."""
+        if status is not None and status not in RUN_STATUSES:
+            raise InvalidArgumentError(f"status must be one of {', '.join(RUN_STATUSES)}; got {status!r}")
+        out: list[RunSummary] = []
+        token = ""
+        while True:
+            size = page_size if limit is None else min(page_size, limit - len(out))
+            request = workflow_pb2.ListWorkflowRunsRequest(
+                status=state_pb2.RunStatus.Value(status) if status else 0,
+                workflow_type=workflow_type or "",
+                prefix=prefix,
+                limit=size,
+                page_token=token,
+                read=_read_options(consistency, 0),
+            )
+            response = self._call("workflow", "ListWorkflowRuns", request, timeout)
+            out.extend(RunSummary.from_proto(r) for r in response.runs)
+            token = response.next_page_token
+            if not token or (limit is not None and len(out) >= limit):
+                return out
+
+    def cancel_workflow(
+        self, workflow_id: str, *, reason: str = "", request_id: str | None = None, timeout: float | None = None
+    ) -> WorkflowRun:
+        """Stop the run at its worker's next write (PENDING, RUNNING or QUARANTINED -> CANCELLED)."""
+        request = workflow_pb2.CancelWorkflowRequest(
+            workflow_id=workflow_id, reason=reason, request_id=request_id or self.new_request_id()
+        )
+        response = self._call("workflow", "CancelWorkflow", request, timeout)
+        return WorkflowRun.from_proto(response.state, header=response.header)
+
+    def release_workflow(
+        self, workflow_id: str, *, request_id: str | None = None, timeout: float | None = None
+    ) -> WorkflowRun:
+        """QUARANTINED -> PENDING with a fresh recovery.max_attempts budget."""
+        request = workflow_pb2.ReleaseWorkflowRequest(
+            workflow_id=workflow_id, request_id=request_id or self.new_request_id()
+        )
+        response = self._call("workflow", "ReleaseWorkflow", request, timeout)
+        return WorkflowRun.from_proto(response.state, header=response.header)
+
+    # ---- the worker protocol (cairn.Worker uses these) ----------------------------------------------
+
+    def poll_work(
+        self,
+        worker_id: str,
+        workflow_types: Sequence[str],
+        *,
+        lease_timeout: float,
+        wait: float = 20.0,
+        request_id: str | None = None,
+    ) -> Task | None:
+        """Long-poll for a run of these types; None when none became ready within `wait` seconds."""
+        request = workflow_pb2.PollWorkRequest(
+            worker_id=worker_id,
+            workflow_types=list(workflow_types),
+            lease_timeout_ms=round(lease_timeout * 1000),
+            wait_ms=round(wait * 1000),
+            request_id=request_id or self.new_request_id(),
+        )
+        response = self._call(
+            "workflow", "PollWork", request, wait + self.timeout, attempt_timeout=wait + self.attempt_timeout
+        )
+        return Task.from_proto(response.task) if response.HasField("task") else None
+
+    def heartbeat(
+        self, worker_id: str, leases: Sequence[tuple[str, int]], *, timeout: float | None = None
+    ) -> list[HeartbeatResult]:
+        """Extend every (workflow id, fencing token) lease in one call; each result says if it still holds."""
+        request = workflow_pb2.HeartbeatRequest(
+            worker_id=worker_id,
+            leases=[workflow_pb2.LeaseRef(workflow_id=w, fencing_token=t) for w, t in leases],
+            request_id=self.new_request_id(),
+        )
+        response = self._call("workflow", "Heartbeat", request, timeout)
+        return [
+            HeartbeatResult(
+                r.workflow_id,
+                r.fencing_token,
+                r.extended,
+                r.expires_at.ToDatetime() if r.HasField("expires_at") else None,
+                r.error,
+            )
+            for r in response.results
+        ]
+
+    def record_step(
+        self,
+        workflow_id: str,
+        fencing_token: int,
+        step_name: str,
+        result: Any,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> WorkflowRun:
+        """Persist a step's result under the lease (LeaseLostError when the lease is gone)."""
+        request = workflow_pb2.RecordStepRequest(
+            workflow_id=workflow_id,
+            fencing_token=fencing_token,
+            step_name=step_name,
+            result=to_value(result, f"result of step {step_name!r}"),
+            request_id=request_id or self.new_request_id(),
+        )
+        response = self._call("workflow", "RecordStep", request, timeout)
+        return WorkflowRun.from_proto(response.state, header=response.header)
+
+    def complete_workflow(
+        self,
+        workflow_id: str,
+        fencing_token: int,
+        output: Any = None,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> WorkflowRun:
+        request = workflow_pb2.CompleteWorkflowRequest(
+            workflow_id=workflow_id,
+            fencing_token=fencing_token,
+            output=to_value(output, "output"),
+            request_id=request_id or self.new_request_id(),
+        )
+        response = self._call("workflow", "CompleteWorkflow", request, timeout)
+        return WorkflowRun.from_proto(response.state, header=response.header)
+
+    def fail_workflow(
+        self,
+        workflow_id: str,
+        fencing_token: int,
+        error: str,
+        *,
+        non_retryable: bool = False,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> WorkflowRun:
+        """This attempt failed: retried after a backoff, quarantined after max_attempts, FAILED if non_retryable."""
+        request = workflow_pb2.FailWorkflowRequest(
+            workflow_id=workflow_id,
+            fencing_token=fencing_token,
+            error=error,
+            non_retryable=non_retryable,
+            request_id=request_id or self.new_request_id(),
+        )
+        response = self._call("workflow", "FailWorkflow", request, timeout)
+        return WorkflowRun.from_proto(response.state, header=response.header)
 
     # ---- cluster -------------------------------------------------------------------------------
 

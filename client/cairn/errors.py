@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+from .wire import CURRENT_VERSION_KEY, LEADER_KEY, REASON_KEY, REASON_LEASE_LOST
+
 
 class CairnError(Exception):
     """Base of every SDK error; `code` is the gRPC status name."""
@@ -39,6 +41,17 @@ class ConflictError(CairnError):
 
 class FailedPreconditionError(CairnError):
     code = "FAILED_PRECONDITION"
+
+
+class AlreadyExistsError(CairnError):
+    """The thing to create exists already (a workflow start on a taken id); nothing was changed."""
+
+    code = "ALREADY_EXISTS"
+
+
+class LeaseLostError(FailedPreconditionError):
+    """A worker's write was refused because its lease on the run is gone (expired, cancelled, superseded
+    by a newer fencing token). Nothing was written; stop working on the run."""
 
 
 class ResourceExhaustedError(CairnError):
@@ -79,7 +92,7 @@ _BY_STATUS = {
     grpc.StatusCode.OUT_OF_RANGE: InvalidArgumentError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
-    grpc.StatusCode.ALREADY_EXISTS: FailedPreconditionError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.DATA_LOSS: DataLossError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
@@ -91,8 +104,10 @@ _BY_STATUS = {
 
 def from_rpc_error(err: grpc.RpcError) -> CairnError:
     metadata = dict(err.trailing_metadata() or ())
-    leader = metadata.get("x-cairn-leader")
+    leader = metadata.get(LEADER_KEY)
     details = err.details() or err.code().name
     if err.code() == grpc.StatusCode.ABORTED:
-        return ConflictError(details, current_version=int(metadata.get("x-cairn-current-version", 0)), leader=leader)
+        return ConflictError(details, current_version=int(metadata.get(CURRENT_VERSION_KEY, 0)), leader=leader)
+    if err.code() == grpc.StatusCode.FAILED_PRECONDITION and metadata.get(REASON_KEY) == REASON_LEASE_LOST:
+        return LeaseLostError(details, leader=leader)
     return _BY_STATUS.get(err.code(), InternalError)(details, leader=leader)

@@ -8,8 +8,8 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from .v1 import cluster_pb2, state_pb2
-from .values import from_struct
+from .v1 import cluster_pb2, state_pb2, workflow_pb2
+from .values import from_struct, from_value
 
 
 def _time(ts: timestamp_pb2.Timestamp) -> datetime | None:
@@ -249,3 +249,150 @@ class ClusterStatus:
     @property
     def healthy(self) -> bool:
         return self.leader is not None and all(n.healthy for n in self.nodes)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    result: Any
+    attempt: int
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Lease:
+    lease_id: str
+    fencing_token: int
+    worker_id: str
+    granted_at: datetime | None
+    expires_at: datetime | None
+    duration_ms: int
+
+    @classmethod
+    def from_proto(cls, lease: workflow_pb2.Lease) -> Lease:
+        return cls(
+            lease.lease_id,
+            lease.fencing_token,
+            lease.worker_id,
+            _time(lease.granted_at),
+            _time(lease.expires_at),
+            lease.duration_ms,
+        )
+
+
+TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "QUARANTINED", "CANCELLED"})
+
+
+@dataclass(frozen=True)
+class WorkflowRun:
+    """A workflow run: its state (the same id, version and checksums as get_state) seen as an execution."""
+
+    workflow_id: str
+    workflow_type: str
+    status: str
+    attempt: int
+    input: Any
+    output: Any
+    last_error: str
+    current_step: str
+    steps: list[StepResult]
+    lease_holder: str
+    version: int
+    metadata: Metadata
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    ready_at: datetime | None = None
+    fencing_token: int = 0
+    lease: Lease | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    applied_index: int = 0
+    raw: state_pb2.WorkflowState | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        """COMPLETED, FAILED, QUARANTINED or CANCELLED: no worker is running it."""
+        return self.status in TERMINAL_STATUSES
+
+    def step(self, name: str) -> StepResult | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    @classmethod
+    def from_proto(
+        cls,
+        s: state_pb2.WorkflowState,
+        lease: workflow_pb2.Lease | None = None,
+        header: state_pb2.ResponseHeader | None = None,
+    ) -> WorkflowRun:
+        r = s.run
+        return cls(
+            workflow_id=s.workflow_id,
+            workflow_type=r.workflow_type,
+            status=state_pb2.RunStatus.Name(r.status),
+            attempt=r.attempt,
+            input=from_value(r.input),
+            output=from_value(r.output),
+            last_error=r.last_error,
+            current_step=s.current_step,
+            steps=[StepResult(p.name, from_value(p.result), p.attempt, _time(p.completed_at)) for p in r.steps],
+            lease_holder=r.lease_holder if r.status == state_pb2.RUNNING else "",
+            version=s.version,
+            metadata=Metadata(
+                _time(s.metadata.created_at),
+                _time(s.metadata.updated_at),
+                dict(s.metadata.labels),
+                s.metadata.checksum,
+                s.metadata.size_bytes,
+            ),
+            started_at=_time(r.started_at),
+            finished_at=_time(r.finished_at),
+            ready_at=_time(r.ready_at),
+            fencing_token=r.fencing_token,
+            lease=Lease.from_proto(lease) if lease is not None and lease.fencing_token else None,
+            variables=from_struct(s.variables),
+            applied_index=header.applied_index if header else 0,
+            raw=s,
+        )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    workflow_id: str
+    workflow_type: str
+    status: str
+    attempt: int
+    current_step: str
+    version: int
+    updated_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, r: workflow_pb2.RunSummary) -> RunSummary:
+        return cls(
+            r.workflow_id,
+            r.workflow_type,
+            state_pb2.RunStatus.Name(r.status),
+            r.attempt,
+            r.current_step,
+            r.version,
+            _time(r.updated_at),
+        )
+
+
+@dataclass(frozen=True)
+class Task:
+    """A run a worker has claimed: its state so far and the lease it holds."""
+
+    run: WorkflowRun
+    lease: Lease
+
+    @classmethod
+    def from_proto(cls, task: workflow_pb2.WorkTask) -> Task:
+        return cls(WorkflowRun.from_proto(task.state, task.lease), Lease.from_proto(task.lease))
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    workflow_id: str
+    fencing_token: int
+    extended: bool
+    expires_at: datetime | None
+    error: str

@@ -63,3 +63,18 @@ def _restore_ints(value: Any) -> Any:
 
 def from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
     return _restore_ints(json_format.MessageToDict(struct))
+
+
+def to_value(value: Any, path: str = "value") -> struct_pb2.Value:
+    """Any JSON-like Python value as a protobuf Value (None is null)."""
+    check_json_like(value, path)
+    out = struct_pb2.Value()
+    json_format.ParseDict(value, out)
+    return out
+
+
+def from_value(value: struct_pb2.Value) -> Any:
+    """The Python value of a protobuf Value; an unset one is None."""
+    if value.WhichOneof("kind") is None:
+        return None
+    return _restore_ints(json_format.MessageToDict(value))

@@ -10,11 +10,14 @@ class CairnError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str, *, current_version: int | None = None, leader: str | None = None):
+    def __init__(
+        self, message: str, *, current_version: int | None = None, leader: str | None = None, reason: str = ""
+    ):
         super().__init__(message)
         self.message = message
         self.current_version = current_version
         self.leader = leader
+        self.reason = reason
 
 
 class InvalidArgument(CairnError):
@@ -23,6 +26,10 @@ class InvalidArgument(CairnError):
 
 class NotFound(CairnError):
     code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(CairnError):
+    code = grpc.StatusCode.ALREADY_EXISTS
 
 
 class VersionConflict(CairnError):
@@ -58,6 +65,7 @@ _BY_CODE = {
     for cls in (
         InvalidArgument,
         NotFound,
+        AlreadyExists,
         VersionConflict,
         FailedPrecondition,
         ResourceExhausted,
@@ -68,7 +76,7 @@ _BY_CODE = {
 }
 
 
-def error_for_code(code: int, message: str, *, current_version: int | None = None) -> CairnError:
+def error_for_code(code: int, message: str, *, current_version: int | None = None, reason: str = "") -> CairnError:
     """Rebuild the error a recorded apply result stands for (google.rpc.Code numbering)."""
     cls = _BY_CODE.get(code, CairnError)
-    return cls(message, current_version=current_version)
+    return cls(message, current_version=current_version, reason=reason)

@@ -9,6 +9,8 @@ hint instead of hopping again.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -40,7 +42,14 @@ class Forwarder:
     def was_forwarded(context: grpc.ServicerContext) -> bool:
         return any(k == FORWARDED_KEY for k, _ in context.invocation_metadata())
 
-    def forward(self, method: str, request, context: grpc.ServicerContext, leader_grpc: str | None):
+    def forward(
+        self,
+        method: str,
+        request,
+        context: grpc.ServicerContext,
+        leader_grpc: str | None,
+        stub: Callable[[grpc.Channel], Any] = state_pb2_grpc.StateServiceStub,
+    ):
         if leader_grpc is None:
             raise Unavailable("this node is not the leader and no leader is known (election in progress?)")
         if self.was_forwarded(context):
@@ -48,7 +57,7 @@ class Forwarder:
         remaining = context.time_remaining()
         timeout = self._default_timeout if remaining is None else max(0.001, remaining - _MARGIN)
         try:
-            return getattr(state_pb2_grpc.StateServiceStub(self.channel(leader_grpc)), method)(
+            return getattr(stub(self.channel(leader_grpc)), method)(
                 request, timeout=timeout, metadata=((FORWARDED_KEY, "1"),)
             )
         except grpc.RpcError as err:

@@ -14,17 +14,24 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cairn.internal import command_pb2, command_pb2_grpc
-from cairn.v1 import cluster_pb2, cluster_pb2_grpc, state_pb2, state_pb2_grpc
+from cairn.v1 import cluster_pb2, cluster_pb2_grpc, state_pb2, state_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from cairn_server.internal import command_pb2, command_pb2_grpc
 
+from . import engine
 from .config import Config
+from .engine.dispatch import Dispatcher
+from .engine.scheduler import Scheduler
 from .forwarding import Forwarder
+from .membership import Membership
 from .raft.barrier import ReadBarrier
 from .raft.journal import RocksJournal
 from .raft.replica import Replica
 from .raft.snapshot import Snapshots
 from .rpc.cluster_service import ClusterService
+from .rpc.reads import Reader
 from .rpc.state_service import NodeService, StateService
+from .rpc.workflow_service import WorkflowService
+from .rpc.writes import Writer
 from .statemachine import StateMachine
 from .storage import RocksStore
 
@@ -33,6 +40,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     state_pb2.DESCRIPTOR.services_by_name["StateService"].full_name,
     cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+    workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
 )
 UNSAFE_LOCAL_READS_ENV = "CAIRN_TEST_ONLY_UNSAFE_LOCAL_READS"
 
@@ -50,7 +58,6 @@ class Node:
         self.version = _version()
         self.started_at = time.monotonic()
         cluster = config.cluster
-        self._by_raft = {m.raft_address: m for m in cluster.members}
         # Test-only: serve linearizable reads from the local replica without a barrier, so that the
         # chaos suite can prove its checker catches stale reads. Never set by any config key.
         self.unsafe_local_reads = os.environ.get(UNSAFE_LOCAL_READS_ENV) == "1"
@@ -61,6 +68,15 @@ class Node:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.store = RocksStore(data_dir / "db")
         self.machine = StateMachine(self.store)
+        engine.install(self.machine)
+        self.dispatcher = Dispatcher(self.machine)
+        # Before the replica: its role callback (leadership -> the scheduler's grace clock) may fire at once.
+        self.scheduler = Scheduler(
+            machine=self.machine,
+            config=config,
+            is_leader=lambda: self.replica.is_leader(),
+            propose=lambda payload, callback: self.replica.propose_async(payload, callback),
+        )
         self.journal = RocksJournal(self.store, sync=config.state_storage.durability == "fsync")
         self.snapshots = Snapshots(self.store, self.machine, self.journal, data_dir, on_fatal=self._fatal)
         self.replica = Replica(
@@ -75,18 +91,48 @@ class Node:
         )
         self.barrier = ReadBarrier(self.replica, retry_after=max(0.2, config.raft.election_timeout / 2))
         self.forwarder = Forwarder(config.limits.request_timeout)
+        self.membership = Membership(cluster, self.replica)
+        writer = Writer(
+            machine=self.machine,
+            replica=self.replica,
+            forwarder=self.forwarder,
+            membership=self.membership,
+            config=config,
+        )
+        reader = Reader(
+            machine=self.machine, barrier=self.barrier, config=config, unsafe_local_reads=self.unsafe_local_reads
+        )
 
         self.health = health.HealthServicer()
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
+            # Long polls (PollWork) hold a thread each while they wait.
+            futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="grpc"),
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ],
         )
-        state_pb2_grpc.add_StateServiceServicer_to_server(StateService(self), self.server)
+        state_service = StateService(
+            machine=self.machine,
+            writer=writer,
+            reader=reader,
+            membership=self.membership,
+            config=config,
+            peer_stub=self.node_stub,
+        )
+        workflow_service = WorkflowService(
+            machine=self.machine,
+            writer=writer,
+            reader=reader,
+            membership=self.membership,
+            dispatcher=self.dispatcher,
+            config=config,
+        )
+        state_pb2_grpc.add_StateServiceServicer_to_server(state_service, self.server)
+        workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(workflow_service, self.server)
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterService(self), self.server)
-        command_pb2_grpc.add_NodeServiceServicer_to_server(NodeService(self), self.server)
+        node_service = NodeService(machine=self.machine, membership=self.membership)
+        command_pb2_grpc.add_NodeServiceServicer_to_server(node_service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -99,26 +145,6 @@ class Node:
 
     # ---- addressing ----------------------------------------------------------------------------
 
-    def leader_grpc(self, raft_address: str | None) -> str | None:
-        """gRPC address of the given Raft member, or of the current leader when None."""
-        address = raft_address or self.replica.leader_address()
-        member = self._by_raft.get(address) if address else None
-        return member.grpc_address if member else None
-
-    def leader_id(self) -> str | None:
-        address = self.replica.leader_address()
-        member = self._by_raft.get(address) if address else None
-        return member.node_id if member else None
-
-    def response_header(self) -> state_pb2.ResponseHeader:
-        return state_pb2.ResponseHeader(
-            node_id=self.config.cluster.node_id,
-            leader_id=self.leader_id() or "",
-            applied_index=self.machine.applied_index,
-            term=self.replica.raftCurrentTerm,
-            leader_grpc_address=self.leader_grpc(None) or "",
-        )
-
     def node_stub(self, address: str) -> command_pb2_grpc.NodeServiceStub:
         return command_pb2_grpc.NodeServiceStub(self.forwarder.channel(address))
 
@@ -126,6 +152,7 @@ class Node:
 
     def start(self) -> None:
         self.server.start()
+        self.scheduler.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -142,6 +169,7 @@ class Node:
         self._stopped.set()
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait(grace + 1)
+        self.scheduler.stop()
         self.replica.destroy_synchronous()
         self.journal.flush()
         self.forwarder.close()
@@ -149,6 +177,7 @@ class Node:
         log.info("node %s stopped", self.config.cluster.node_id)
 
     def _on_role_changed(self, old: int, new: int) -> None:
+        self.scheduler.on_leadership(new == 2)
         names = {0: "follower", 1: "candidate", 2: "leader"}
         log.info(
             "raft role %s -> %s (term %d)",

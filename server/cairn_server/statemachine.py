@@ -4,7 +4,10 @@
 - Idempotent: the applied index is written in the same WriteBatch as the effects and the dedup
   record; an entry at or below it is skipped (replay after restart or snapshot install).
 - Never raises: an undecodable or failing command becomes a recorded rejection, because an
-  exception here would wedge every replica on the same entry (RAFT-NOTES trap 4).
+  exception here would wedge every replica on the same entry (trap 4 in DESIGN.md).
+- One registry: each command kind (the `op` oneof of `Command`) has one apply handler, registered
+  with `register`; this module holds the state operations, `runs.py` the workflow engine's and
+  `periodic.py` the scheduled checkpoints.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ import logging
 import os
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from google.protobuf import timestamp_pb2
 
-from cairn.internal import command_pb2
 from cairn.v1 import state_pb2
+from cairn_server.internal import command_pb2
 
 from . import workflow
 from .storage import Batch, RocksStore
@@ -27,21 +30,27 @@ from .storage.keys import checkpoint_key, history_key, read_u64, u64, workflow_p
 
 log = logging.getLogger(__name__)
 
-OK, INVALID_ARGUMENT, NOT_FOUND, ABORTED, FAILED_PRECONDITION, INTERNAL = 0, 3, 5, 10, 9, 13
+OK, INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, ABORTED, FAILED_PRECONDITION, INTERNAL = 0, 3, 5, 6, 10, 9, 13
 APPLIED_KEY = b"applied_index"
 DEFAULT_HISTORY_LIMIT = 100
 DEFAULT_CHECKPOINT_LIMIT = 100
 _DEDUP_PURGE_PER_APPLY = 64
 _PLAIN, _ZLIB = b"\x00", b"\x01"
+_EMPTY_STATE = state_pb2.WorkflowState()
 
 
-def _ts(ns: int) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(ns)
-    return ts
+Handler = Callable[[command_pb2.Command, Batch, int], command_pb2.ApplyResult]
+# Called after a new version of a workflow is written, in the same batch (periodic checkpoints).
+ChangeHook = Callable[[command_pb2.Command, Batch, state_pb2.WorkflowState], None]
 
 
-def _reject(code: int, message: str, current_version: int = 0) -> command_pb2.ApplyResult:
+def ts(ns: int) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromNanoseconds(ns)
+    return out
+
+
+def reject(code: int, message: str, current_version: int = 0) -> command_pb2.ApplyResult:
     return command_pb2.ApplyResult(code=code, message=message, current_version=current_version)
 
 
@@ -63,6 +72,35 @@ class StateMachine:
         raw = store.get("meta", APPLIED_KEY)
         self._applied = read_u64(raw) if raw else 0
         self._applied_cond = threading.Condition()
+        self._handlers: dict[str, Handler] = {
+            "persist": self._persist,
+            "delete": self._delete,
+            "checkpoint": self._checkpoint,
+            "recover": self._recover,
+        }
+        self._change_hooks: list[ChangeHook] = []
+        self._delete_hooks: list[Callable[[Batch, str], None]] = []
+        self._checkpoint_hooks: list[Callable[[Batch, str], None]] = []
+        self._committed_hooks: list[Callable[[], None]] = []
+
+    def register(self, op: str, handler: Handler) -> None:
+        """The one place a replicated operation is wired: `op` is its name in Command's oneof."""
+        if op not in {f.name for f in command_pb2.Command.DESCRIPTOR.oneofs_by_name["op"].fields}:
+            raise ValueError(f"{op!r} is not a Command op")
+        if op in self._handlers:
+            raise ValueError(f"{op!r} already has a handler")
+        self._handlers[op] = handler
+
+    def on_change(self, hook: ChangeHook) -> None:
+        self._change_hooks.append(hook)
+
+    def on_committed(self, hook: Callable[[], None]) -> None:
+        """Called after each applied entry is durable in the store (wake whoever waits for its effects)."""
+        self._committed_hooks.append(hook)
+
+    def on_delete(self, hook: Callable[[Batch, str], None]) -> None:
+        """Called when a workflow is deleted, to drop the records other modules keep for it."""
+        self._delete_hooks.append(hook)
 
     # ---- applied index -------------------------------------------------------------------------
 
@@ -92,7 +130,7 @@ class StateMachine:
             cmd = command_pb2.Command.FromString(payload)
         except Exception:  # any garbage must become a rejection, not a wedge
             log.error("entry %d is not a Cairn command; recorded as rejected", index)
-            return self._commit(self.store.batch(), index, _reject(INVALID_ARGUMENT, "undecodable command"))
+            return self._commit(self.store.batch(), index, reject(INVALID_ARGUMENT, "undecodable command"))
         if cmd.WhichOneof("op") == "barrier":
             self._advance(index)  # nothing to persist: replaying a barrier is harmless
             return command_pb2.ApplyResult(code=OK)
@@ -100,13 +138,13 @@ class StateMachine:
         try:
             result = self.dedup_result(cmd)
             if result is None:
-                result = self._execute(cmd, batch)
+                result = self._execute(cmd, batch, index)
                 self._record_dedup(cmd, result, batch)
             self._purge_dedup(cmd.time_ns, batch)
         except Exception as exc:  # see module docstring
             log.exception("apply of entry %d failed; recorded as rejected", index)
             batch = self.store.batch()
-            result = _reject(INTERNAL, f"apply failed: {type(exc).__name__}")
+            result = reject(INTERNAL, f"apply failed: {type(exc).__name__}")
         return self._commit(batch, index, result)
 
     def _commit(self, batch: Batch, index: int, result: command_pb2.ApplyResult) -> command_pb2.ApplyResult:
@@ -118,6 +156,8 @@ class StateMachine:
             log.critical("RocksDB write failed at index %d; stopping the node", index, exc_info=True)
             os._exit(75)
         self._advance(index)
+        for hook in self._committed_hooks:
+            hook()
         return result
 
     def _replayed(self, payload: bytes) -> command_pb2.ApplyResult:
@@ -125,7 +165,7 @@ class StateMachine:
         try:
             cmd = command_pb2.Command.FromString(payload)
         except Exception:
-            return _reject(INVALID_ARGUMENT, "undecodable command")
+            return reject(INVALID_ARGUMENT, "undecodable command")
         hit = self.dedup_result(cmd)
         return hit if hit is not None else command_pb2.ApplyResult(code=OK)
 
@@ -139,7 +179,7 @@ class StateMachine:
         if record.expires_ns <= cmd.time_ns:
             return None
         if record.body_hash != cmd.body_hash:
-            return _reject(
+            return reject(
                 FAILED_PRECONDITION, f"request_id {cmd.request_id!r} was already used for a different request"
             )
         return self._expand(record.result)
@@ -147,10 +187,11 @@ class StateMachine:
     def _expand(self, result: command_pb2.ApplyResult) -> command_pb2.ApplyResult:
         """Refill what the dedup record left out, when the stored data still is what was returned."""
         kind = result.WhichOneof("value")
-        if kind == "state":
-            current = self.get_state(result.state.workflow_id)
-            if current is not None and current.version == result.state.version:
-                result.state.CopyFrom(current)
+        if kind in ("state", "task"):
+            target = result.state if kind == "state" else result.task.state
+            current = self.get_state(target.workflow_id)
+            if current is not None and current.version == target.version:
+                target.CopyFrom(current)
         elif kind == "checkpoint":
             cp = self.get_checkpoint(result.checkpoint.workflow_id, result.checkpoint.id)
             if cp is not None:
@@ -160,13 +201,19 @@ class StateMachine:
     def _record_dedup(self, cmd: command_pb2.Command, result: command_pb2.ApplyResult, batch: Batch) -> None:
         if not cmd.request_id or cmd.dedup_expires_ns <= cmd.time_ns:
             return
+        if result.code != OK and cmd.WhichOneof("op") == "claim_run":
+            return  # a poll tries run after run under one request id; only the claim that happened counts
         # Kept small: a retry gets the variables back from the state (or checkpoint) it refers to.
         compact = command_pb2.ApplyResult()
         compact.CopyFrom(result)
         if compact.WhichOneof("value") == "state":
             compact.state.ClearField("variables")
+            compact.state.ClearField("run")
         elif compact.WhichOneof("value") == "checkpoint":
             compact.checkpoint.ClearField("state")
+        elif compact.WhichOneof("value") == "task":
+            compact.task.state.ClearField("variables")
+            compact.task.state.ClearField("run")
         record = command_pb2.DedupRecord(body_hash=cmd.body_hash, expires_ns=cmd.dedup_expires_ns, result=compact)
         rid = cmd.request_id.encode()
         batch.put("dedup", rid, record.SerializeToString(deterministic=True))
@@ -184,17 +231,12 @@ class StateMachine:
                 batch.delete("dedup", rid)
             batch.delete("dedup_exp", key)
 
-    def _execute(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
+    def _execute(self, cmd: command_pb2.Command, batch: Batch, index: int) -> command_pb2.ApplyResult:
         op = cmd.WhichOneof("op")
-        if op == "persist":
-            return self._persist(cmd, batch)
-        if op == "delete":
-            return self._delete(cmd, batch)
-        if op == "checkpoint":
-            return self._checkpoint(cmd, batch)
-        if op == "recover":
-            return self._recover(cmd, batch)
-        return _reject(INVALID_ARGUMENT, f"unknown command {op!r}")
+        handler = self._handlers.get(op or "")
+        if handler is None:
+            return reject(INVALID_ARGUMENT, f"unknown command {op!r}")
+        return handler(cmd, batch, index)
 
     # ---- the operations ------------------------------------------------------------------------
 
@@ -208,7 +250,7 @@ class StateMachine:
         if version == expected:
             return None
         what = f"is at version {version}" if current is not None else "does not exist"
-        return _reject(ABORTED, f"version conflict: expected version {expected}, but the workflow {what}", version)
+        return reject(ABORTED, f"version conflict: expected version {expected}, but the workflow {what}", version)
 
     def _write_new_version(
         self,
@@ -220,45 +262,86 @@ class StateMachine:
         variables,
         labels,
         change: state_pb2.StateChange,
+        run: state_pb2.WorkflowRun | None = None,
     ) -> command_pb2.ApplyResult:
+        """Write the next version (state, history entry, trimmed history) into `batch`.
+
+        `run` replaces the run fields; by default the current ones are kept (a persist_state on a run
+        changes its variables, never its execution)."""
         version = (current.version if current is not None else 0) + 1
         state = state_pb2.WorkflowState(workflow_id=workflow_id, version=version, current_step=step)
         state.variables.CopyFrom(variables)
         state.metadata.labels.update(labels)
-        state.metadata.created_at.CopyFrom(current.metadata.created_at if current else _ts(cmd.time_ns))
-        state.metadata.updated_at.CopyFrom(_ts(cmd.time_ns))
+        state.metadata.created_at.CopyFrom(current.metadata.created_at if current else ts(cmd.time_ns))
+        state.metadata.updated_at.CopyFrom(ts(cmd.time_ns))
         if current is not None and current.HasField("checkpoint"):
             state.checkpoint.CopyFrom(current.checkpoint)
+        if run is not None:
+            state.run.CopyFrom(run)
+        elif current is not None and current.HasField("run"):
+            state.run.CopyFrom(current.run)
         state.metadata.checksum = workflow.checksum(state)
         state.metadata.size_bytes = state.ByteSize()
         change.version = version
         change.step = step
         change.changed_keys[:] = workflow.changed_keys(current.variables if current else None, variables)
-        change.time.CopyFrom(_ts(cmd.time_ns))
+        change.time.CopyFrom(ts(cmd.time_ns))
         change.request_id = cmd.request_id
         batch.put("state", workflow_id.encode(), state.SerializeToString(deterministic=True))
         batch.put("history", history_key(workflow_id, version), change.SerializeToString(deterministic=True))
+        if state.HasField("run"):
+            change.attempt, change.fencing_token = state.run.attempt, state.run.fencing_token
         limit = cmd.history_limit or DEFAULT_HISTORY_LIMIT
         if version > limit:
             batch.delete_range("history", history_key(workflow_id, 0), history_key(workflow_id, version - limit + 1))
+        for hook in self._change_hooks:
+            hook(cmd, batch, state)
         return command_pb2.ApplyResult(code=OK, current_version=version, state=state)
 
-    def _persist(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
+    def write_version(
+        self,
+        cmd: command_pb2.Command,
+        batch: Batch,
+        current: state_pb2.WorkflowState | None,
+        *,
+        workflow_id: str,
+        change: state_pb2.StateChange,
+        run: state_pb2.WorkflowRun,
+        step: str | None = None,
+        variables=None,
+        labels=None,
+    ) -> command_pb2.ApplyResult:
+        """The engine's writes: a new version with new run fields, the rest kept unless given."""
+        return self._write_new_version(
+            cmd,
+            batch,
+            workflow_id,
+            current,
+            step if step is not None else (current.current_step if current else ""),
+            variables if variables is not None else (current.variables if current else _EMPTY_STATE.variables),
+            labels if labels is not None else (current.metadata.labels if current else {}),
+            change,
+            run,
+        )
+
+    def _persist(self, cmd: command_pb2.Command, batch: Batch, _index: int) -> command_pb2.ApplyResult:
         op = cmd.persist
         current = self.get_state(op.workflow_id)
         conflict = self._cas_failure(current, op.HasField("expected_version"), op.expected_version)
         if conflict:
             return conflict
+        if refused := self._unconditional_refused(cmd, current, op.HasField("expected_version")):
+            return refused
         change = state_pb2.StateChange(kind=state_pb2.PERSIST)
         return self._write_new_version(
             cmd, batch, op.workflow_id, current, op.current_step, op.variables, op.labels, change
         )
 
-    def _recover(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
+    def _recover(self, cmd: command_pb2.Command, batch: Batch, _index: int) -> command_pb2.ApplyResult:
         op = cmd.recover
         current = self.get_state(op.workflow_id)
         if self.store.get("checkpoint", checkpoint_key(op.workflow_id, op.checkpoint_id)) is None:
-            return _reject(
+            return reject(
                 NOT_FOUND,
                 f"checkpoint {op.checkpoint_id!r} of workflow {op.workflow_id!r} no longer exists",
                 current.version if current else 0,
@@ -266,16 +349,40 @@ class StateMachine:
         conflict = self._cas_failure(current, op.HasField("expected_version"), op.expected_version)
         if conflict:
             return conflict
+        if refused := self._unconditional_refused(cmd, current, op.HasField("expected_version")):
+            return refused
         change = state_pb2.StateChange(kind=state_pb2.RECOVER, checkpoint_id=op.checkpoint_id)
+        run = None
+        if op.HasField("run") and current is not None and current.HasField("run"):
+            # The checkpoint's steps come back; status, attempt and lease stay the run's own.
+            run = state_pb2.WorkflowRun()
+            run.CopyFrom(current.run)
+            del run.steps[:]
+            run.steps.extend(op.run.steps)
         return self._write_new_version(
-            cmd, batch, op.workflow_id, current, op.current_step, op.variables, op.labels, change
+            cmd, batch, op.workflow_id, current, op.current_step, op.variables, op.labels, change, run
         )
 
-    def _delete(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
+    @staticmethod
+    def _unconditional_refused(
+        cmd: command_pb2.Command, current: state_pb2.WorkflowState | None, has_expected: bool
+    ) -> command_pb2.ApplyResult | None:
+        """synchronization.conflict_resolution: reject refuses an update that does not say which version it
+        replaces (creating a workflow needs no version)."""
+        if not cmd.require_expected_version or has_expected or current is None:
+            return None
+        return reject(
+            FAILED_PRECONDITION,
+            f"workflow {current.workflow_id!r} exists (version {current.version}) and this cluster refuses updates "
+            "without expected_version (synchronization.conflict_resolution: reject)",
+            current.version,
+        )
+
+    def _delete(self, cmd: command_pb2.Command, batch: Batch, _index: int) -> command_pb2.ApplyResult:
         op = cmd.delete
         current = self.get_state(op.workflow_id)
         if current is None:
-            return _reject(NOT_FOUND, f"workflow {op.workflow_id!r} does not exist")
+            return reject(NOT_FOUND, f"workflow {op.workflow_id!r} does not exist")
         conflict = self._cas_failure(current, op.HasField("expected_version"), op.expected_version)
         if conflict:
             return conflict
@@ -284,42 +391,64 @@ class StateMachine:
         batch.delete("state", op.workflow_id.encode())
         batch.delete_prefix("history", prefix)
         batch.delete_prefix("checkpoint", prefix)
+        for hook in self._delete_hooks:
+            hook(batch, op.workflow_id)
         return command_pb2.ApplyResult(
             code=OK,
             current_version=0,
             deleted=command_pb2.DeleteResult(deleted_version=current.version, deleted_checkpoints=checkpoints),
         )
 
-    def _checkpoint(self, cmd: command_pb2.Command, batch: Batch) -> command_pb2.ApplyResult:
+    def _checkpoint(self, cmd: command_pb2.Command, batch: Batch, _index: int) -> command_pb2.ApplyResult:
         op = cmd.checkpoint
         current = self.get_state(op.workflow_id)
         if current is None:
-            return _reject(NOT_FOUND, f"workflow {op.workflow_id!r} does not exist")
+            return reject(NOT_FOUND, f"workflow {op.workflow_id!r} does not exist")
+        cp = self.take_checkpoint(cmd, batch, current, op.checkpoint_id, op.compress, op.retain_after_ns)
+        return command_pb2.ApplyResult(code=OK, current_version=current.version, checkpoint=cp)
+
+    def take_checkpoint(
+        self,
+        cmd: command_pb2.Command,
+        batch: Batch,
+        current: state_pb2.WorkflowState,
+        checkpoint_id: str,
+        compress: bool,
+        retain_after_ns: int,
+    ) -> state_pb2.Checkpoint:
+        """Capture `current` (manual or periodic checkpoint), apply retention, point the state at it."""
         captured = state_pb2.WorkflowState()
         captured.CopyFrom(current)
         captured.ClearField("checkpoint")
+        wid = current.workflow_id
         cp = state_pb2.Checkpoint(
-            id=op.checkpoint_id,
-            workflow_id=op.workflow_id,
-            timestamp=_ts(cmd.time_ns),
+            id=checkpoint_id,
+            workflow_id=wid,
+            timestamp=ts(cmd.time_ns),
             state=captured,
             checksum=workflow.checksum(captured),
             version=current.version,
         )
-        batch.put("checkpoint", checkpoint_key(op.workflow_id, op.checkpoint_id), encode_checkpoint(cp, op.compress))
+        batch.put("checkpoint", checkpoint_key(wid, checkpoint_id), encode_checkpoint(cp, compress))
         # Retention: ids sort by creation time, so the oldest come first.
         existing = [
             (k, decode_checkpoint(v).timestamp.ToNanoseconds())
-            for k, v in self.store.scan("checkpoint", workflow_prefix(op.workflow_id))
+            for k, v in self.store.scan("checkpoint", workflow_prefix(wid))
         ]
         limit = cmd.checkpoint_limit or DEFAULT_CHECKPOINT_LIMIT
         excess = len(existing) + 1 - limit
         for n, (key, taken_ns) in enumerate(existing):
-            if n < excess or taken_ns < op.retain_after_ns:
+            if n < excess or taken_ns < retain_after_ns:
                 batch.delete("checkpoint", key)
         current.checkpoint.CopyFrom(state_pb2.CheckpointRef(id=cp.id, version=cp.version, timestamp=cp.timestamp))
-        batch.put("state", op.workflow_id.encode(), current.SerializeToString(deterministic=True))
-        return command_pb2.ApplyResult(code=OK, current_version=current.version, checkpoint=cp)
+        batch.put("state", wid.encode(), current.SerializeToString(deterministic=True))
+        for hook in self._checkpoint_hooks:
+            hook(batch, wid)
+        return cp
+
+    def on_checkpoint(self, hook: Callable[[Batch, str], None]) -> None:
+        """Called when a checkpoint of a workflow is taken (the periodic schedule restarts from it)."""
+        self._checkpoint_hooks.append(hook)
 
     # ---- reads (any thread) --------------------------------------------------------------------
 
@@ -342,6 +471,12 @@ class StateMachine:
             out.append(state_pb2.WorkflowState.FromString(value))
         return out, ""
 
+    def iter_workflows(self, prefix: str, after: str = "") -> Iterator[state_pb2.WorkflowState]:
+        """Every workflow whose id starts with `prefix`, in id order, after `after` if given."""
+        start = (after.encode() + b"\x00") if after else prefix.encode()
+        for _, value in self.store.scan("state", prefix.encode(), start=start):
+            yield state_pb2.WorkflowState.FromString(value)
+
     def checkpoints(self, workflow_id: str) -> list[state_pb2.Checkpoint]:
         return [decode_checkpoint(v) for _, v in self.store.scan("checkpoint", workflow_prefix(workflow_id))]
 
@@ -353,6 +488,10 @@ class StateMachine:
         state = self.store.get("state", workflow_id.encode())
         if state is not None:
             yield "state", workflow_id.encode(), state
+        for cf in ("lease", "cp_sched"):  # the engine's per-workflow records
+            value = self.store.get(cf, workflow_id.encode())
+            if value is not None:
+                yield cf, workflow_id.encode(), value
         prefix = workflow_prefix(workflow_id)
         for cf in ("history", "checkpoint"):
             for key, value in self.store.scan(cf, prefix):

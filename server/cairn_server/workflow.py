@@ -1,8 +1,9 @@
 """Pure workflow rules: input validation, canonical encoding, checksums and diffs. No I/O.
 
 The checksum is SHA-256 over a canonical JSON encoding of the state's content
-(workflow_id, version, current_step, variables, labels): keys sorted, no white space,
-UTF-8, numbers as JSON doubles. Dict order never changes it, and any language can recompute it.
+(workflow_id, version, current_step, variables, labels, and for a workflow run its run fields in
+protobuf's JSON mapping with proto field names): keys sorted, no white space, UTF-8, numbers as
+JSON doubles. Dict order never changes it, and any language can recompute it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import json
 import math
 import re
+import secrets
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -43,6 +45,11 @@ def validate_workflow_id(workflow_id: str, field: str = "workflow_id") -> None:
             f"{field} {workflow_id[:64]!r} is malformed: use letters, digits and ._:/@+=- , "
             "starting with a letter, digit or underscore"
         )
+
+
+def new_checkpoint_id(now_ns: int) -> str:
+    """Time-ordered, so that a workflow's checkpoints list oldest first in key order."""
+    return f"cp-{now_ns:016x}{secrets.token_hex(4)}"
 
 
 def validate_checkpoint_id(checkpoint_id: str) -> None:
@@ -85,6 +92,17 @@ def validate_variables(variables: struct_pb2.Struct) -> None:
     _check_value_struct(variables, "variables", 0)
 
 
+def validate_json_value(value: struct_pb2.Value, field: str) -> None:
+    """A google.protobuf.Value that is JSON-like (an unset Value means null)."""
+    if value.WhichOneof("kind") is None:
+        return
+    _check_value(value, field, 0)
+
+
+def validate_workflow_type(workflow_type: str) -> None:
+    validate_workflow_id(workflow_type, "workflow_type")
+
+
 def _check_value_struct(struct: struct_pb2.Struct, path: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise InvalidArgument(f"{path}: nested deeper than {MAX_DEPTH} levels")
@@ -119,6 +137,8 @@ def canonical_bytes(state: state_pb2.WorkflowState) -> bytes:
         "variables": variables_to_python(state.variables),
         "labels": dict(state.metadata.labels),
     }
+    if state.HasField("run"):
+        body["run"] = json_format.MessageToDict(state.run, preserving_proto_field_name=True)
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cairn.internal import command_pb2
+from cairn_server.internal import command_pb2
 from cairn_server.statemachine import ABORTED, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, OK, StateMachine
 from cairn_server.storage import RocksStore
 
@@ -100,7 +100,7 @@ def test_apply_turns_internal_failures_into_rejections(machine: StateMachine, mo
     def explode(*_a, **_k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(machine, "_persist", explode)
+    monkeypatch.setitem(machine._handlers, "persist", explode)
     result = machine.apply(persist("w", "s", rid="r"), 2)
     assert result.code == 13 and "RuntimeError" in result.message
     assert machine.applied_index == 2 and machine.get_state("w") is None

@@ -22,12 +22,45 @@ class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANGE_KIND_UNSPECIFIED: _ClassVar[ChangeKind]
     PERSIST: _ClassVar[ChangeKind]
     RECOVER: _ClassVar[ChangeKind]
+    RUN_STARTED: _ClassVar[ChangeKind]
+    RUN_CLAIMED: _ClassVar[ChangeKind]
+    STEP_RECORDED: _ClassVar[ChangeKind]
+    RUN_COMPLETED: _ClassVar[ChangeKind]
+    RUN_ATTEMPT_FAILED: _ClassVar[ChangeKind]
+    LEASE_EXPIRED: _ClassVar[ChangeKind]
+    RUN_CANCELLED: _ClassVar[ChangeKind]
+    RUN_RELEASED: _ClassVar[ChangeKind]
+
+class RunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUN_STATUS_UNSPECIFIED: _ClassVar[RunStatus]
+    PENDING: _ClassVar[RunStatus]
+    RUNNING: _ClassVar[RunStatus]
+    COMPLETED: _ClassVar[RunStatus]
+    FAILED: _ClassVar[RunStatus]
+    QUARANTINED: _ClassVar[RunStatus]
+    CANCELLED: _ClassVar[RunStatus]
 CONSISTENCY_UNSPECIFIED: Consistency
 LINEARIZABLE: Consistency
 SERIALIZABLE: Consistency
 CHANGE_KIND_UNSPECIFIED: ChangeKind
 PERSIST: ChangeKind
 RECOVER: ChangeKind
+RUN_STARTED: ChangeKind
+RUN_CLAIMED: ChangeKind
+STEP_RECORDED: ChangeKind
+RUN_COMPLETED: ChangeKind
+RUN_ATTEMPT_FAILED: ChangeKind
+LEASE_EXPIRED: ChangeKind
+RUN_CANCELLED: ChangeKind
+RUN_RELEASED: ChangeKind
+RUN_STATUS_UNSPECIFIED: RunStatus
+PENDING: RunStatus
+RUNNING: RunStatus
+COMPLETED: RunStatus
+FAILED: RunStatus
+QUARANTINED: RunStatus
+CANCELLED: RunStatus
 
 class ReadOptions(_message.Message):
     __slots__ = ("consistency", "min_index")
@@ -82,8 +115,50 @@ class CheckpointRef(_message.Message):
     timestamp: _timestamp_pb2.Timestamp
     def __init__(self, id: _Optional[str] = ..., version: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class StepRecord(_message.Message):
+    __slots__ = ("name", "result", "attempt", "completed_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    result: _struct_pb2.Value
+    attempt: int
+    completed_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., attempt: _Optional[int] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WorkflowRun(_message.Message):
+    __slots__ = ("workflow_type", "status", "attempt", "input", "output", "last_error", "steps", "attempt_base", "ready_at", "fencing_token", "started_at", "finished_at", "lease_holder")
+    WORKFLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_BASE_FIELD_NUMBER: _ClassVar[int]
+    READY_AT_FIELD_NUMBER: _ClassVar[int]
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_HOLDER_FIELD_NUMBER: _ClassVar[int]
+    workflow_type: str
+    status: RunStatus
+    attempt: int
+    input: _struct_pb2.Value
+    output: _struct_pb2.Value
+    last_error: str
+    steps: _containers.RepeatedCompositeFieldContainer[StepRecord]
+    attempt_base: int
+    ready_at: _timestamp_pb2.Timestamp
+    fencing_token: int
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    lease_holder: str
+    def __init__(self, workflow_type: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., last_error: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepRecord, _Mapping]]] = ..., attempt_base: _Optional[int] = ..., ready_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fencing_token: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_holder: _Optional[str] = ...) -> None: ...
+
 class StateChange(_message.Message):
-    __slots__ = ("version", "step", "changed_keys", "time", "request_id", "kind", "checkpoint_id")
+    __slots__ = ("version", "step", "changed_keys", "time", "request_id", "kind", "checkpoint_id", "attempt", "fencing_token", "step_name")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     CHANGED_KEYS_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +166,9 @@ class StateChange(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STEP_NAME_FIELD_NUMBER: _ClassVar[int]
     version: int
     step: str
     changed_keys: _containers.RepeatedScalarFieldContainer[str]
@@ -98,10 +176,13 @@ class StateChange(_message.Message):
     request_id: str
     kind: ChangeKind
     checkpoint_id: str
-    def __init__(self, version: _Optional[int] = ..., step: _Optional[str] = ..., changed_keys: _Optional[_Iterable[str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., checkpoint_id: _Optional[str] = ...) -> None: ...
+    attempt: int
+    fencing_token: int
+    step_name: str
+    def __init__(self, version: _Optional[int] = ..., step: _Optional[str] = ..., changed_keys: _Optional[_Iterable[str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., checkpoint_id: _Optional[str] = ..., attempt: _Optional[int] = ..., fencing_token: _Optional[int] = ..., step_name: _Optional[str] = ...) -> None: ...
 
 class WorkflowState(_message.Message):
-    __slots__ = ("workflow_id", "version", "current_step", "variables", "history", "checkpoint", "metadata")
+    __slots__ = ("workflow_id", "version", "current_step", "variables", "history", "checkpoint", "metadata", "run")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CURRENT_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +190,7 @@ class WorkflowState(_message.Message):
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     version: int
     current_step: str
@@ -116,7 +198,8 @@ class WorkflowState(_message.Message):
     history: _containers.RepeatedCompositeFieldContainer[StateChange]
     checkpoint: CheckpointRef
     metadata: StateMetadata
-    def __init__(self, workflow_id: _Optional[str] = ..., version: _Optional[int] = ..., current_step: _Optional[str] = ..., variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., history: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ..., checkpoint: _Optional[_Union[CheckpointRef, _Mapping]] = ..., metadata: _Optional[_Union[StateMetadata, _Mapping]] = ...) -> None: ...
+    run: WorkflowRun
+    def __init__(self, workflow_id: _Optional[str] = ..., version: _Optional[int] = ..., current_step: _Optional[str] = ..., variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., history: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ..., checkpoint: _Optional[_Union[CheckpointRef, _Mapping]] = ..., metadata: _Optional[_Union[StateMetadata, _Mapping]] = ..., run: _Optional[_Union[WorkflowRun, _Mapping]] = ...) -> None: ...
 
 class Checkpoint(_message.Message):
     __slots__ = ("id", "workflow_id", "timestamp", "state", "checksum", "version")

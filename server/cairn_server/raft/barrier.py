@@ -19,7 +19,7 @@ from concurrent.futures import Future
 
 from pysyncobj import FAIL_REASON
 
-from cairn.internal import command_pb2
+from cairn_server.internal import command_pb2
 
 from ..errors import DeadlineExceeded, Unavailable
 from .replica import Replica

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pysyncobj.syncobj as pso
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
-from cairn.internal import command_pb2
+from cairn_server.internal import command_pb2
 
 from ..config import RaftConfig
 from ..errors import DeadlineExceeded, Unavailable
@@ -118,6 +118,12 @@ class Replica(SyncObj):
 
     def is_leader(self) -> bool:
         return self._isLeader()
+
+    def term(self) -> int:
+        return self.raftCurrentTerm
+
+    def commit_index(self) -> int:
+        return self.raftCommitIndex
 
     def last_log_index(self) -> int:
         return self._journal[-1][1] if len(self._journal) else 0

@@ -27,7 +27,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         self.node = node
 
     def leader_grpc(self, raft_address: str | None) -> str | None:
-        return self.node.leader_grpc(raft_address)
+        return self.node.membership.leader_grpc(raft_address)
 
     @handles_errors
     def Status(self, request, context):
@@ -52,8 +52,8 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
             grpc_address=cluster.advertise_grpc_address,
             raft_address=cluster.raft_address,
             role=_ROLES.get(raw["state"], cluster_pb2.RAFT_ROLE_UNSPECIFIED),
-            leader_id=node.leader_id() or "",
-            leader_grpc_address=node.leader_grpc(leader_raft) or "" if leader_raft else "",
+            leader_id=node.membership.leader_id() or "",
+            leader_grpc_address=node.membership.leader_grpc(leader_raft) or "" if leader_raft else "",
             term=raw["raft_term"],
             commit_index=raw["commit_idx"],
             applied_index=raw["last_applied"],
@@ -103,7 +103,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
             raise FailedPrecondition("no member could take over in time (none connected and caught up)")
         deadline = started + timeout
         while time.monotonic() < deadline:
-            leader = node.leader_id()
+            leader = node.membership.leader_id()
             if leader and leader != cluster.node_id and not replica.is_leader():
                 return cluster_pb2.TransferLeadershipResponse(
                     previous_leader_id=cluster.node_id,

@@ -7,115 +7,52 @@ Reads: linearizable by default (read barrier), or serializable from the local re
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import grpc
 
-from cairn.internal import command_pb2, command_pb2_grpc
 from cairn.v1 import state_pb2, state_pb2_grpc
+from cairn_server.internal import command_pb2, command_pb2_grpc
 
 from .. import workflow
-from ..errors import (
-    DataLoss,
-    DeadlineExceeded,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    error_for_code,
-)
+from ..config import Config
+from ..errors import DataLoss, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from ..membership import Membership
+from ..statemachine import StateMachine
+from .reads import Reader
 from .status import handles_errors
-
-if TYPE_CHECKING:
-    from ..node import Node
+from .writes import Writer
 
 _MAX_LIST = 1000
 _REPLICA_TIMEOUT = 2.0
 
 
-def new_checkpoint_id(now_ns: int) -> str:
-    """Time-ordered, so that a workflow's checkpoints list oldest first in key order."""
-    return f"cp-{now_ns:016x}{secrets.token_hex(4)}"
-
-
 class StateService(state_pb2_grpc.StateServiceServicer):
-    def __init__(self, node: Node):
-        self.node = node
-        self.machine = node.machine
-        self.config = node.config
+    def __init__(
+        self,
+        *,
+        machine: StateMachine,
+        writer: Writer,
+        reader: Reader,
+        membership: Membership,
+        config: Config,
+        peer_stub: Callable[[str], command_pb2_grpc.NodeServiceStub],
+    ):
+        self.machine = machine
+        self.writer = writer
+        self.reader = reader
+        self.membership = membership
+        self.config = config
+        self.peer_stub = peer_stub
 
     def leader_grpc(self, raft_address: str | None) -> str | None:
-        return self.node.leader_grpc(raft_address)
+        return self.membership.leader_grpc(raft_address)
 
     # ---- shared plumbing -----------------------------------------------------------------------
 
-    def _timeout(self, context: grpc.ServicerContext) -> float:
-        remaining = context.time_remaining()
-        limit = self.config.limits.request_timeout
-        return limit if remaining is None else max(0.0, min(limit, remaining))
-
     def _header(self) -> state_pb2.ResponseHeader:
-        return self.node.response_header()
-
-    def _read(self, read: state_pb2.ReadOptions, context: grpc.ServicerContext) -> None:
-        """Make the local replica fit to answer with the requested consistency."""
-        timeout = self._timeout(context)
-        if read.consistency == state_pb2.SERIALIZABLE:
-            if read.min_index and not self.machine.wait_applied(read.min_index, timeout):
-                raise DeadlineExceeded(
-                    f"this replica has applied {self.machine.applied_index}, not yet min_index {read.min_index}"
-                )
-            return
-        if self.node.unsafe_local_reads:
-            return  # test-only mode, see Node; never in production configs
-        self.node.barrier.wait(timeout)
-
-    def _write(
-        self,
-        method: str,
-        request,
-        context: grpc.ServicerContext,
-        build: Callable[[command_pb2.Command, int], None],
-        *,
-        timeout: float | None = None,
-    ) -> command_pb2.ApplyResult:
-        """On the leader: stamp, propose and wait for the apply result."""
-        now = time.time_ns()
-        cmd = command_pb2.Command(
-            request_id=request.request_id or f"srv-{secrets.token_hex(12)}",
-            body_hash=workflow.body_hash(method, request),
-            time_ns=now,
-            dedup_expires_ns=now + int(self.config.limits.dedup_window * 1e9),
-            history_limit=self.config.limits.history_limit,
-            checkpoint_limit=self.config.checkpointing.max_per_workflow,
-        )
-        build(cmd, now)
-        payload = cmd.SerializeToString()
-        if len(payload) > self.config.limits.max_state_bytes + 64 * 1024:
-            raise ResourceExhausted(
-                f"the request is {len(payload)} bytes; the state size cap is "
-                f"{self.config.limits.max_state_bytes} bytes (limits.max_state_bytes)"
-            )
-        result = self.machine.dedup_result(cmd)  # a retry of an applied request: answer at once
-        if result is None:
-            result = self.node.replica.propose(payload, self._timeout(context) if timeout is None else timeout)
-        if result.code != 0:
-            raise error_for_code(
-                result.code,
-                result.message,
-                current_version=result.current_version if result.code == grpc.StatusCode.ABORTED.value[0] else None,
-            )
-        return result
-
-    def _forward_unless_leader(self, method: str, request, context: grpc.ServicerContext):
-        """A follower sends the (validated) write on to the leader and relays its answer; None on the leader."""
-        workflow.validate_request_id(request.request_id)
-        if self.node.replica.is_leader():
-            return None
-        return self.node.forwarder.forward(method, request, context, self.node.leader_grpc(None))
+        return self.membership.header(self.machine.applied_index)
 
     def _state(self, workflow_id: str) -> state_pb2.WorkflowState:
         state = self.machine.get_state(workflow_id)
@@ -159,10 +96,13 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             if request.HasField("expected_version"):
                 op.expected_version = request.expected_version
 
-        if (forwarded := self._forward_unless_leader("PersistState", request, context)) is not None:
-            return forwarded
-        result = self._write("PersistState", request, context, build)
-        return state_pb2.PersistStateResponse(state=result.state, header=self._header())
+        return self.writer.submit(
+            "PersistState",
+            request,
+            context,
+            build,
+            lambda r: state_pb2.PersistStateResponse(state=r.state, header=self._header()),
+        )
 
     @handles_errors
     def DeleteWorkflow(self, request: state_pb2.DeleteWorkflowRequest, context):
@@ -174,13 +114,16 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             if request.HasField("expected_version"):
                 cmd.delete.expected_version = request.expected_version
 
-        if (forwarded := self._forward_unless_leader("DeleteWorkflow", request, context)) is not None:
-            return forwarded
-        result = self._write("DeleteWorkflow", request, context, build)
-        return state_pb2.DeleteWorkflowResponse(
-            deleted_version=result.deleted.deleted_version,
-            deleted_checkpoints=result.deleted.deleted_checkpoints,
-            header=self._header(),
+        return self.writer.submit(
+            "DeleteWorkflow",
+            request,
+            context,
+            build,
+            lambda r: state_pb2.DeleteWorkflowResponse(
+                deleted_version=r.deleted.deleted_version,
+                deleted_checkpoints=r.deleted.deleted_checkpoints,
+                header=self._header(),
+            ),
         )
 
     @handles_errors
@@ -193,14 +136,17 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         def build(cmd: command_pb2.Command, now: int) -> None:
             op = cmd.checkpoint
             op.workflow_id = request.workflow_id
-            op.checkpoint_id = new_checkpoint_id(now)
+            op.checkpoint_id = workflow.new_checkpoint_id(now)
             op.compress = self.config.checkpointing.compression == "zlib"
             op.retain_after_ns = now - retention_ns
 
-        if (forwarded := self._forward_unless_leader("CreateCheckpoint", request, context)) is not None:
-            return forwarded
-        result = self._write("CreateCheckpoint", request, context, build)
-        return state_pb2.CreateCheckpointResponse(checkpoint=result.checkpoint, header=self._header())
+        return self.writer.submit(
+            "CreateCheckpoint",
+            request,
+            context,
+            build,
+            lambda r: state_pb2.CreateCheckpointResponse(checkpoint=r.checkpoint, header=self._header()),
+        )
 
     @handles_errors
     def RecoverFromCheckpoint(self, request: state_pb2.RecoverFromCheckpointRequest, context):
@@ -224,21 +170,26 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             op.current_step = cp.state.current_step
             op.variables.CopyFrom(cp.state.variables)
             op.labels.update(cp.state.metadata.labels)
+            if cp.state.HasField("run"):
+                op.run.CopyFrom(cp.state.run)
             if request.HasField("expected_version"):
                 op.expected_version = request.expected_version
 
-        if (forwarded := self._forward_unless_leader("RecoverFromCheckpoint", request, context)) is not None:
-            return forwarded
-        timeout = min(self._timeout(context), self.config.recovery.max_recovery_time)
-        result = self._write("RecoverFromCheckpoint", request, context, build, timeout=timeout)
-        return state_pb2.RecoverFromCheckpointResponse(state=result.state, header=self._header())
+        return self.writer.submit(
+            "RecoverFromCheckpoint",
+            request,
+            context,
+            build,
+            lambda r: state_pb2.RecoverFromCheckpointResponse(state=r.state, header=self._header()),
+            timeout=min(self.writer.timeout(context), self.config.recovery.max_recovery_time),
+        )
 
     # ---- reads ---------------------------------------------------------------------------------
 
     @handles_errors
     def GetState(self, request: state_pb2.GetStateRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
-        self._read(request.read, context)
+        self.reader.prepare(request.read, context)
         state = self._state(request.workflow_id)
         if request.include_history:
             state.history.extend(self.machine.history(request.workflow_id))
@@ -250,7 +201,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             raise InvalidArgument(f"limit {request.limit} is over the maximum of {_MAX_LIST}")
         if request.page_token:
             workflow.validate_workflow_id(request.page_token, "page_token")
-        self._read(request.read, context)
+        self.reader.prepare(request.read, context)
         states, token = self.machine.list_workflows(request.prefix, request.limit or 100, request.page_token)
         return state_pb2.ListWorkflowsResponse(
             workflows=[
@@ -269,7 +220,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
     @handles_errors
     def ListCheckpoints(self, request: state_pb2.ListCheckpointsRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
-        self._read(request.read, context)
+        self.reader.prepare(request.read, context)
         self._state(request.workflow_id)
         checkpoints = self.machine.checkpoints(request.workflow_id)
         if not request.include_state:
@@ -281,7 +232,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
     def GetCheckpoint(self, request: state_pb2.GetCheckpointRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
         workflow.validate_checkpoint_id(request.checkpoint_id)
-        self._read(request.read, context)
+        self.reader.prepare(request.read, context)
         cp = self._checkpoint(request.workflow_id, request.checkpoint_id)
         return state_pb2.GetCheckpointResponse(checkpoint=cp, header=self._header())
 
@@ -290,15 +241,14 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         workflow.validate_workflow_id(request.workflow_id)
         started = time.monotonic()
         before = self.machine.applied_index
-        self.node.barrier.wait(self._timeout(context))
+        self.reader.barrier.wait(self.reader.timeout(context))
         state = self.machine.get_state(request.workflow_id)
-        replica = self.node.replica
         return state_pb2.SynchronizeStateResponse(
             node_id=self.config.cluster.node_id,
-            leader_id=self.node.leader_id() or "",
+            leader_id=self.membership.leader_id() or "",
             applied_index_before=before,
             applied_index_after=self.machine.applied_index,
-            leader_commit_index=replica.raftCommitIndex,
+            leader_commit_index=self.writer.replica.commit_index(),
             version=state.version if state else 0,
             exists=state is not None,
             duration_ms=(time.monotonic() - started) * 1000,
@@ -308,7 +258,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
     @handles_errors
     def ValidateState(self, request: state_pb2.ValidateStateRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
-        self._read(state_pb2.ReadOptions(), context)
+        self.reader.prepare(state_pb2.ReadOptions(), context)
         wid = request.workflow_id
         state = self._state(wid)
         me = self.config.cluster.node_id
@@ -363,7 +313,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         request = command_pb2.WorkflowDigestRequest(workflow_id=workflow_id, min_index=index)
         for peer in self.config.cluster.peers:
             try:
-                reply = self.node.node_stub(peer.grpc_address).WorkflowDigest(request, timeout=_REPLICA_TIMEOUT)
+                reply = self.peer_stub(peer.grpc_address).WorkflowDigest(request, timeout=_REPLICA_TIMEOUT)
             except grpc.RpcError as err:
                 out.append(state_pb2.ReplicaDigest(node_id=peer.node_id, reachable=False, error=err.details() or ""))
                 continue
@@ -399,22 +349,23 @@ class StateService(state_pb2_grpc.StateServiceServicer):
 class NodeService(command_pb2_grpc.NodeServiceServicer):
     """Node-to-node reads used by validation."""
 
-    def __init__(self, node: Node):
-        self.node = node
+    def __init__(self, *, machine: StateMachine, membership: Membership):
+        self.machine = machine
+        self.membership = membership
 
     def leader_grpc(self, raft_address: str | None) -> str | None:
-        return self.node.leader_grpc(raft_address)
+        return self.membership.leader_grpc(raft_address)
 
     @handles_errors
     def WorkflowDigest(self, request: command_pb2.WorkflowDigestRequest, context):
         workflow.validate_workflow_id(request.workflow_id)
-        machine = self.node.machine
+        machine = self.machine
         timeout = context.time_remaining() or _REPLICA_TIMEOUT
         if not machine.wait_applied(request.min_index, timeout):
             raise DeadlineExceeded(f"replica at {machine.applied_index}, behind {request.min_index}")
         exists, version, digest = machine.digest(request.workflow_id)
         return command_pb2.WorkflowDigestResponse(
-            node_id=self.node.config.cluster.node_id,
+            node_id=self.membership.node_id,
             applied_index=machine.applied_index,
             exists=exists,
             version=version,

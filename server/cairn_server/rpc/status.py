@@ -9,13 +9,13 @@ from typing import Any
 
 import grpc
 
+from cairn.wire import CURRENT_VERSION_KEY, FORWARDED_KEY, LEADER_KEY, REASON_KEY
+
 from ..errors import CairnError
 
 log = logging.getLogger(__name__)
 
-LEADER_KEY = "x-cairn-leader"
-CURRENT_VERSION_KEY = "x-cairn-current-version"
-FORWARDED_KEY = "x-cairn-forwarded"
+__all__ = ["CURRENT_VERSION_KEY", "FORWARDED_KEY", "LEADER_KEY", "PassThrough", "abort_with", "handles_errors"]
 
 
 class PassThrough(Exception):
@@ -35,6 +35,8 @@ def abort_with(context: grpc.ServicerContext, exc: Exception, leader_grpc: Calla
     metadata = []
     if exc.current_version is not None:
         metadata.append((CURRENT_VERSION_KEY, str(exc.current_version)))
+    if exc.reason:
+        metadata.append((REASON_KEY, exc.reason))
     hint = leader_grpc(exc.leader)
     if hint:
         metadata.append((LEADER_KEY, hint))

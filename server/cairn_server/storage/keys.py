@@ -31,3 +31,21 @@ def checkpoint_key(workflow_id: str, checkpoint_id: str) -> bytes:
 def prefix_end(prefix: bytes) -> bytes:
     """The first key after every key that starts with `prefix` (prefix ends in SEP, so +1 is safe)."""
     return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def due_key(due_ns: int, workflow_id: str) -> bytes:
+    """A due-time index entry: a scan from the start lists the earliest first."""
+    return u64(due_ns) + workflow_id.encode()
+
+
+def split_due_key(key: bytes) -> tuple[int, str]:
+    return read_u64(key[:8]), key[8:].decode()
+
+
+def queue_prefix(workflow_type: str) -> bytes:
+    return workflow_type.encode() + SEP
+
+
+def queue_key(workflow_type: str, ready_ns: int, workflow_id: str) -> bytes:
+    """A pending run: per type, in the order it becomes ready."""
+    return queue_prefix(workflow_type) + due_key(ready_ns, workflow_id)

@@ -1,0 +1,97 @@
+"""The one write path every servicer uses: validate the request id, forward to the leader (on a follower),
+stamp the command, answer a retry from its dedup record, propose, and turn a rejection into its error."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from cairn.v1 import state_pb2_grpc
+from cairn_server.internal import command_pb2
+
+from .. import workflow
+from ..commands import new_command
+from ..config import Config
+from ..errors import ResourceExhausted, error_for_code
+from ..forwarding import Forwarder
+from ..membership import Membership
+from ..raft.replica import Replica
+from ..statemachine import StateMachine
+
+Build = Callable[[command_pb2.Command, int], None]
+_ABORTED = grpc.StatusCode.ABORTED.value[0]
+_REQUEST_OVERHEAD = 64 * 1024
+
+
+class Writer:
+    def __init__(
+        self, *, machine: StateMachine, replica: Replica, forwarder: Forwarder, membership: Membership, config: Config
+    ):
+        self.machine = machine
+        self.replica = replica
+        self.forwarder = forwarder
+        self.membership = membership
+        self.config = config
+
+    def timeout(self, context: grpc.ServicerContext) -> float:
+        """The server-side ceiling (limits.request_timeout), or the caller's deadline if sooner."""
+        remaining = context.time_remaining()
+        limit = self.config.limits.request_timeout
+        return limit if remaining is None else max(0.0, min(limit, remaining))
+
+    def submit(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.ServicerContext,
+        build: Build,
+        respond: Callable[[command_pb2.ApplyResult], Any],
+        *,
+        stub: Callable[[grpc.Channel], Any] = state_pb2_grpc.StateServiceStub,
+        timeout: float | None = None,
+    ) -> Any:
+        """A validated write: on a follower, the leader's answer relayed; on the leader, `respond(result)`."""
+        workflow.validate_request_id(request.request_id)
+        if not self.replica.is_leader():
+            return self.forwarder.forward(method, request, context, self.membership.leader_grpc(), stub)
+        return respond(self.propose(method, request, context, build, timeout=timeout))
+
+    def propose(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.ServicerContext,
+        build: Build,
+        *,
+        timeout: float | None = None,
+    ) -> command_pb2.ApplyResult:
+        """On the leader: stamp, propose and wait for the apply result (a rejection raises its error)."""
+        now = time.time_ns()
+        cmd = new_command(
+            self.config,
+            now,
+            request_id=request.request_id or f"srv-{secrets.token_hex(12)}",
+            body_hash=workflow.body_hash(method, request),
+        )
+        build(cmd, now)
+        payload = cmd.SerializeToString()
+        if len(payload) > self.config.limits.max_state_bytes + _REQUEST_OVERHEAD:
+            raise ResourceExhausted(
+                f"the request is {len(payload)} bytes; the state size cap is "
+                f"{self.config.limits.max_state_bytes} bytes (limits.max_state_bytes)"
+            )
+        result = self.machine.dedup_result(cmd)  # a retry of an applied request: answer at once
+        if result is None:
+            result = self.replica.propose(payload, self.timeout(context) if timeout is None else timeout)
+        if result.code != 0:
+            raise error_for_code(
+                result.code,
+                result.message,
+                current_version=result.current_version if result.code == _ABORTED else None,
+                reason=result.reason,
+            )
+        return result
