@@ -25,7 +25,7 @@ from .forwarding import Forwarder
 from .membership import Membership
 from .raft.barrier import ReadBarrier
 from .raft.journal import RocksJournal
-from .raft.replica import Replica
+from .raft.replica import Replica, role_name
 from .raft.snapshot import Snapshots
 from .rpc.cluster_service import ClusterService
 from .rpc.reads import Reader
@@ -130,7 +130,16 @@ class Node:
         )
         state_pb2_grpc.add_StateServiceServicer_to_server(state_service, self.server)
         workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(workflow_service, self.server)
-        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterService(self), self.server)
+        cluster_service = ClusterService(
+            replica=self.replica,
+            snapshots=self.snapshots,
+            membership=self.membership,
+            store=self.store,
+            config=config,
+            version=self.version,
+            started_at=self.started_at,
+        )
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(cluster_service, self.server)
         node_service = NodeService(machine=self.machine, membership=self.membership)
         command_pb2_grpc.add_NodeServiceServicer_to_server(node_service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -170,20 +179,19 @@ class Node:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait(grace + 1)
         self.scheduler.stop()
-        self.replica.destroy_synchronous()
+        self.replica.stop()
         self.journal.flush()
         self.forwarder.close()
         self.store.close()
         log.info("node %s stopped", self.config.cluster.node_id)
 
     def _on_role_changed(self, old: int, new: int) -> None:
-        self.scheduler.on_leadership(new == 2)
-        names = {0: "follower", 1: "candidate", 2: "leader"}
+        self.scheduler.on_leadership(role_name(new) == "leader")
         log.info(
             "raft role %s -> %s (term %d)",
-            names.get(old, old),
-            names.get(new, new),
-            self.replica.raftCurrentTerm if hasattr(self, "replica") else -1,
+            role_name(old),
+            role_name(new),
+            self.replica.term() if hasattr(self, "replica") else -1,
         )
 
     def _fatal(self, reason: str) -> None:

@@ -32,6 +32,9 @@ class FakeReplica:
     def leader_address(self) -> str | None:
         return "leader:1"
 
+    def applied_index(self) -> int:
+        return self._machine.applied_index
+
     def apply(self, n: int, error: int = FAIL_REASON.SUCCESS) -> None:
         self._machine.applied_index += 1
         self.proposals[n](None, error)

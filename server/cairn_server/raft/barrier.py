@@ -81,7 +81,7 @@ class ReadBarrier:
                     return  # a newer proposal for these readers is still in flight
                 self._in_flight = None
                 if error == FAIL_REASON.SUCCESS:
-                    fut.set_result(self._replica._machine.applied_index)
+                    fut.set_result(self._replica.applied_index())
                 else:
                     fut.set_exception(
                         Unavailable(

@@ -13,9 +13,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pysyncobj.syncobj as pso
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.syncobj import _RAFT_STATE
 
 from cairn_server.internal import command_pb2
 
@@ -30,6 +32,36 @@ log = logging.getLogger(__name__)
 _JOURNAL_SENTINEL = "cairn-rocksdb-journal"
 _journal_patch_lock = threading.Lock()
 _FAIL_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if not k.startswith("_")}
+
+
+_ROLE_NAMES = {_RAFT_STATE.FOLLOWER: "follower", _RAFT_STATE.CANDIDATE: "candidate", _RAFT_STATE.LEADER: "leader"}
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    raft_address: str
+    connected: bool
+    match_index: int
+
+
+@dataclass(frozen=True)
+class RaftStatus:
+    """This member's view of Raft, in our terms (the rest of the node never reads pysyncobj's names)."""
+
+    role: str  # follower | candidate | leader
+    term: int
+    commit_index: int
+    last_applied: int
+    log_entries: int
+    last_log_index: int
+    has_quorum: bool
+    leader_address: str | None
+    peers: dict[str, PeerStatus]
+
+
+def role_name(raw_state: int) -> str:
+    """pysyncobj's role number (as passed to the role-change callback) as follower/candidate/leader."""
+    return _ROLE_NAMES.get(raw_state, "unknown")
 
 
 class Replica(SyncObj):
@@ -49,6 +81,7 @@ class Replica(SyncObj):
     ):
         self._machine = machine
         self._journal = journal
+        self._peer_addresses = list(peer_addresses)
         conf = SyncObjConf(
             password=secret,
             bindAddress=self_address,
@@ -121,6 +154,42 @@ class Replica(SyncObj):
 
     def term(self) -> int:
         return self.raftCurrentTerm
+
+    def last_applied(self) -> int:
+        return self.raftLastApplied
+
+    def applied_index(self) -> int:
+        """What the state machine has applied (durably, with its effects)."""
+        return self._machine.applied_index
+
+    def compact_now(self) -> None:
+        """Take a snapshot and compact the journal now (operators, tests)."""
+        self.forceLogCompaction()
+
+    def stop(self) -> None:
+        self.destroy_synchronous()
+
+    def status(self) -> RaftStatus:
+        raw = self.getStatus()
+        peers = {
+            address: PeerStatus(
+                address,
+                raw.get(f"partner_node_status_server_{address}") == 2,
+                raw.get(f"match_idx_server_{address}") or 0,
+            )
+            for address in self._peer_addresses
+        }
+        return RaftStatus(
+            role=_ROLE_NAMES.get(raw["state"], "unknown"),
+            term=raw["raft_term"],
+            commit_index=raw["commit_idx"],
+            last_applied=raw["last_applied"],
+            log_entries=raw["log_len"],
+            last_log_index=self.last_log_index(),
+            has_quorum=raw["has_quorum"],
+            leader_address=self.leader_address(),
+            peers=peers,
+        )
 
     def commit_index(self) -> int:
         return self.raftCommitIndex

@@ -3,93 +3,108 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
-
-from pysyncobj.syncobj import _RAFT_STATE
 
 from cairn.v1 import cluster_pb2, cluster_pb2_grpc
 
+from ..config import Config
 from ..errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
+from ..membership import Membership
+from ..raft.replica import Replica
+from ..raft.snapshot import Snapshots
+from ..storage import RocksStore
 from .status import handles_errors
 
-if TYPE_CHECKING:
-    from ..node import Node
-
 _ROLES = {
-    _RAFT_STATE.FOLLOWER: cluster_pb2.FOLLOWER,
-    _RAFT_STATE.CANDIDATE: cluster_pb2.CANDIDATE,
-    _RAFT_STATE.LEADER: cluster_pb2.LEADER,
+    "follower": cluster_pb2.FOLLOWER,
+    "candidate": cluster_pb2.CANDIDATE,
+    "leader": cluster_pb2.LEADER,
 }
 
 
 class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
-    def __init__(self, node: Node):
-        self.node = node
+    def __init__(
+        self,
+        *,
+        replica: Replica,
+        snapshots: Snapshots,
+        membership: Membership,
+        store: RocksStore,
+        config: Config,
+        version: str,
+        started_at: float,
+    ):
+        self.replica = replica
+        self.snapshots = snapshots
+        self.membership = membership
+        self.store = store
+        self.config = config
+        self.version = version
+        self.started_at = started_at
 
     def leader_grpc(self, raft_address: str | None) -> str | None:
-        return self.node.membership.leader_grpc(raft_address)
+        return self.membership.leader_grpc(raft_address)
 
     @handles_errors
     def Status(self, request, context):
-        node, replica, cluster = self.node, self.node.replica, self.node.config.cluster
-        raw = replica.getStatus()
+        cluster = self.config.cluster
+        status = self.replica.status()
         members = []
         for member in cluster.members:
             is_self = member.node_id == cluster.node_id
+            peer = status.peers.get(member.raft_address)
             members.append(
                 cluster_pb2.Member(
                     node_id=member.node_id,
                     raft_address=member.raft_address,
                     grpc_address=member.grpc_address,
-                    connected=is_self or raw.get(f"partner_node_status_server_{member.raft_address}") == 2,
-                    match_index=raw.get(f"match_idx_server_{member.raft_address}") or 0,
+                    connected=is_self or (peer is not None and peer.connected),
+                    match_index=peer.match_index if peer is not None else 0,
                     is_self=is_self,
                 )
             )
-        leader_raft = replica.leader_address()
+        leader_raft = status.leader_address
         return cluster_pb2.StatusResponse(
             node_id=cluster.node_id,
             grpc_address=cluster.advertise_grpc_address,
             raft_address=cluster.raft_address,
-            role=_ROLES.get(raw["state"], cluster_pb2.RAFT_ROLE_UNSPECIFIED),
-            leader_id=node.membership.leader_id() or "",
-            leader_grpc_address=node.membership.leader_grpc(leader_raft) or "" if leader_raft else "",
-            term=raw["raft_term"],
-            commit_index=raw["commit_idx"],
-            applied_index=raw["last_applied"],
-            log_entries=raw["log_len"],
-            snapshot_index=node.snapshots.last_index,
-            has_quorum=raw["has_quorum"],
+            role=_ROLES.get(status.role, cluster_pb2.RAFT_ROLE_UNSPECIFIED),
+            leader_id=self.membership.leader_id() or "",
+            leader_grpc_address=(self.membership.leader_grpc(leader_raft) or "") if leader_raft else "",
+            term=status.term,
+            commit_index=status.commit_index,
+            applied_index=status.last_applied,
+            log_entries=status.log_entries,
+            snapshot_index=self.snapshots.last_index,
+            has_quorum=status.has_quorum,
             members=members,
-            workflows=node.store.estimate_keys("state"),
-            uptime_seconds=time.monotonic() - node.started_at,
-            version=node.version,
-            last_log_index=replica.last_log_index(),
+            workflows=self.store.estimate_keys("state"),
+            uptime_seconds=time.monotonic() - self.started_at,
+            version=self.version,
+            last_log_index=status.last_log_index,
         )
 
     @handles_errors
     def Snapshot(self, request, context):
-        node = self.node
+        snapshots = self.snapshots
         started = time.monotonic()
-        before = node.snapshots.completed
-        replica = node.replica
-        if replica.raftLastApplied <= node.snapshots.last_index:
+        before = snapshots.completed
+        if self.replica.last_applied() <= snapshots.last_index:
             return cluster_pb2.SnapshotResponse(
-                index=node.snapshots.last_index, size_bytes=node.snapshots.last_size, duration_ms=0.0
+                index=snapshots.last_index, size_bytes=snapshots.last_size, duration_ms=0.0
             )
-        replica.forceLogCompaction()
-        timeout = context.time_remaining() or node.config.limits.request_timeout
-        if not node.snapshots.wait_completed(before + 1, timeout):
+        self.replica.compact_now()
+        timeout = context.time_remaining() or self.config.limits.request_timeout
+        if not snapshots.wait_completed(before + 1, timeout):
             raise DeadlineExceeded("the snapshot did not complete in time")
         return cluster_pb2.SnapshotResponse(
-            index=node.snapshots.last_index,
-            size_bytes=node.snapshots.last_size,
+            index=snapshots.last_index,
+            size_bytes=snapshots.last_size,
             duration_ms=(time.monotonic() - started) * 1000,
         )
 
     @handles_errors
     def TransferLeadership(self, request, context):
-        node, replica, cluster = self.node, self.node.replica, self.node.config.cluster
+        replica, cluster = self.replica, self.config.cluster
         if not replica.is_leader():
             raise Unavailable("only the leader can hand over leadership")
         target = None
@@ -103,7 +118,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
             raise FailedPrecondition("no member could take over in time (none connected and caught up)")
         deadline = started + timeout
         while time.monotonic() < deadline:
-            leader = node.membership.leader_id()
+            leader = self.membership.leader_id()
             if leader and leader != cluster.node_id and not replica.is_leader():
                 return cluster_pb2.TransferLeadershipResponse(
                     previous_leader_id=cluster.node_id,
