@@ -502,7 +502,6 @@ class Client:
         request = workflow_pb2.HeartbeatRequest(
             worker_id=worker_id,
             leases=[workflow_pb2.LeaseRef(workflow_id=w, fencing_token=t) for w, t in leases],
-            request_id=self.new_request_id(),
         )
         response = self._call("workflow", "Heartbeat", request, timeout)
         return [

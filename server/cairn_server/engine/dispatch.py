@@ -44,13 +44,14 @@ class Dispatcher:
                 self._cond.notify_all()
 
     @contextmanager
-    def candidate(self, workflow_types: list[str], now_ns: int) -> Iterator[str | None]:
-        """The earliest ready run of these types that no other poll here is claiming (reserved while inside)."""
+    def candidate(self, workflow_types: list[str], now_ns: int, skip: set[str]) -> Iterator[str | None]:
+        """The earliest ready run of these types that no other poll here is claiming (reserved while inside);
+        `skip`: runs this poll already failed to claim."""
         with self._cond:
             best: tuple[int, str] | None = None
             for workflow_type in workflow_types:
                 for ready_ns, workflow_id in queue.ready_runs(self._machine.store, workflow_type, now_ns, _SCAN):
-                    if workflow_id not in self._claiming:
+                    if workflow_id not in self._claiming and workflow_id not in skip:
                         if best is None or ready_ns < best[0]:
                             best = (ready_ns, workflow_id)
                         break

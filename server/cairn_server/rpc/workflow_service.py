@@ -34,6 +34,15 @@ _MAX_ERROR_CHARS = 4096
 _POLL_MARGIN = 0.1
 
 
+def _still_leased(task: workflow_pb2.WorkTask) -> bool:
+    """A claim answered from its dedup record is only worth handing out while that lease is the run's lease:
+    otherwise the worker would replay a state that has moved on (its writes would be refused anyway)."""
+    run = task.state.run
+    return (
+        task.state.HasField("run") and run.status == state_pb2.RUNNING and run.fencing_token == task.lease.fencing_token
+    )
+
+
 class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
     def __init__(
         self,
@@ -215,21 +224,24 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
             )
             hit = self.machine.dedup_result(probe)
             if hit is not None and hit.code == 0:
-                return workflow_pb2.PollWorkResponse(task=hit.task, header=self._header())
+                task = hit.task if _still_leased(hit.task) else None
+                return workflow_pb2.PollWorkResponse(task=task, header=self._header())
         remaining = context.time_remaining()
         budget = min(request.wait_ms / 1000, self.config.execution.max_poll_wait)
         if remaining is not None:
             budget = min(budget, max(0.0, remaining - _POLL_MARGIN))
         deadline = time.monotonic() + budget
         lease_ns = request.lease_timeout_ms * 1_000_000
+        missed: set[str] = set()
         while True:
             if not self.writer.replica.is_leader():
                 raise Unavailable("leadership moved while the poll waited; poll again", leader=None)
-            with self.dispatcher.candidate(types, time.time_ns()) as workflow_id:
+            with self.dispatcher.candidate(types, time.time_ns(), missed) as workflow_id:
                 if workflow_id is not None:
                     task = self._claim(request, context, workflow_id, lease_ns)
                     if task is not None:
                         return workflow_pb2.PollWorkResponse(task=task, header=self._header())
+                    missed.add(workflow_id)
                     continue
             if time.monotonic() >= deadline:
                 return workflow_pb2.PollWorkResponse(header=self._header())
@@ -243,9 +255,10 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
             op.expires_ns, op.duration_ns = now + lease_ns, lease_ns
 
         try:
-            return self.writer.propose("PollWork", request, context, build).task
+            task = self.writer.propose("PollWork", request, context, build).task
         except (FailedPrecondition, NotFound):
             return None  # claimed, cancelled or deleted since we looked: try the next one
+        return task if _still_leased(task) else None
 
     @handles_errors
     def Heartbeat(self, request: workflow_pb2.HeartbeatRequest, context):
@@ -262,12 +275,15 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
             cmd.heartbeat.worker_id = request.worker_id
             cmd.heartbeat.leases.extend(request.leases)
 
-        return self._submit(
+        # Extending a lease twice is harmless, so heartbeats leave no dedup record (thousands a minute would).
+        return self.writer.submit(
             "Heartbeat",
             request,
             context,
             build,
             lambda r: workflow_pb2.HeartbeatResponse(results=r.heartbeat.results, header=self._header()),
+            stub=workflow_pb2_grpc.WorkflowServiceStub,
+            dedup=False,
         )
 
     def _validate_fenced(self, workflow_id: str, token: int) -> None:

@@ -53,12 +53,13 @@ class Writer:
         *,
         stub: Callable[[grpc.Channel], Any] = state_pb2_grpc.StateServiceStub,
         timeout: float | None = None,
+        dedup: bool = True,
     ) -> Any:
         """A validated write: on a follower, the leader's answer relayed; on the leader, `respond(result)`."""
         workflow.validate_request_id(request.request_id)
         if not self.replica.is_leader():
             return self.forwarder.forward(method, request, context, self.membership.leader_grpc(), stub)
-        return respond(self.propose(method, request, context, build, timeout=timeout))
+        return respond(self.propose(method, request, context, build, timeout=timeout, dedup=dedup))
 
     def propose(
         self,
@@ -68,14 +69,17 @@ class Writer:
         build: Build,
         *,
         timeout: float | None = None,
+        dedup: bool = True,
     ) -> command_pb2.ApplyResult:
-        """On the leader: stamp, propose and wait for the apply result (a rejection raises its error)."""
+        """On the leader: stamp, propose and wait for the apply result (a rejection raises its error).
+
+        `dedup=False` is for idempotent writes only: no request id, so no dedup record is kept."""
         now = time.time_ns()
         cmd = new_command(
             self.config,
             now,
-            request_id=request.request_id or f"srv-{secrets.token_hex(12)}",
-            body_hash=workflow.body_hash(method, request),
+            request_id=(request.request_id or f"srv-{secrets.token_hex(12)}") if dedup else "",
+            body_hash=workflow.body_hash(method, request) if dedup else b"",
         )
         build(cmd, now)
         payload = cmd.SerializeToString()
