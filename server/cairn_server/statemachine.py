@@ -287,10 +287,10 @@ class StateMachine:
         change.changed_keys[:] = workflow.changed_keys(current.variables if current else None, variables)
         change.time.CopyFrom(ts(cmd.time_ns))
         change.request_id = cmd.request_id
-        batch.put("state", workflow_id.encode(), state.SerializeToString(deterministic=True))
-        batch.put("history", history_key(workflow_id, version), change.SerializeToString(deterministic=True))
         if state.HasField("run"):
             change.attempt, change.fencing_token = state.run.attempt, state.run.fencing_token
+        batch.put("state", workflow_id.encode(), state.SerializeToString(deterministic=True))
+        batch.put("history", history_key(workflow_id, version), change.SerializeToString(deterministic=True))
         limit = cmd.history_limit or DEFAULT_HISTORY_LIMIT
         if version > limit:
             batch.delete_range("history", history_key(workflow_id, 0), history_key(workflow_id, version - limit + 1))

@@ -87,8 +87,9 @@ class PeriodicCheckpoints:
     def apply(self, cmd: command_pb2.Command, batch: Batch, _index: int) -> command_pb2.ApplyResult:
         op = cmd.periodic_checkpoints
         outcome = command_pb2.BatchOutcome()
+        handled: set[str] = set()  # reads see the store, not this batch: one entry per workflow per op
         for due in op.due:
-            if scheduled_due(self.store, due.workflow_id) != due.due_ns:
+            if due.workflow_id in handled or scheduled_due(self.store, due.workflow_id) != due.due_ns:
                 outcome.skipped += 1  # already taken for this due time, or rescheduled/deleted since
                 continue
             state = self.m.get_state(due.workflow_id)
@@ -100,5 +101,6 @@ class PeriodicCheckpoints:
                 outcome.skipped += 1
                 continue
             self.m.take_checkpoint(cmd, batch, state, due.checkpoint_id, op.compress, op.retain_after_ns)
+            handled.add(due.workflow_id)
             outcome.applied += 1
         return command_pb2.ApplyResult(code=OK, batch=outcome)
