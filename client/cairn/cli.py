@@ -1,4 +1,5 @@
-"""`cairn`: the operator's command line (state, checkpoints, recover, sync, validate, status, cluster, bench)."""
+"""`cairn`: the operator's command line (state, checkpoints, recover, sync, validate, status, workflow runs,
+workers, cluster, bench)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from .client import DEFAULT_ENDPOINTS, Client
+from .client import DEFAULT_ENDPOINTS, RUN_STATUSES, Client
 from .errors import CairnError
 
 ENDPOINTS_ENV = "CAIRN_ENDPOINTS"
@@ -46,8 +48,15 @@ def _client(ctx: click.Context) -> Client:
     return Client(ctx.obj["endpoints"], timeout=ctx.obj["timeout"])
 
 
-def _common(f: Callable) -> Callable:
-    """--endpoints, --json and --timeout on every command, at any position."""
+def _common(
+    f: Callable | None = None, *, timeout_default: float = 10.0, timeout_help: str = "overall deadline, seconds"
+) -> Callable:
+    """--endpoints, --json and --timeout on every command, at any position.
+
+    `@_common(timeout_default=..., timeout_help=...)` gives --timeout another meaning and default (`workflow
+    wait`: how long to wait); it is still the client's overall deadline."""
+    if f is None:
+        return functools.partial(_common, timeout_default=timeout_default, timeout_help=timeout_help)
     f = click.option(
         "--endpoints",
         envvar=ENDPOINTS_ENV,
@@ -56,7 +65,7 @@ def _common(f: Callable) -> Callable:
         help=f"comma-separated gRPC endpoints (env {ENDPOINTS_ENV})",
     )(f)
     f = click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")(f)
-    f = click.option("--timeout", type=float, default=10.0, show_default=True, help="overall deadline, seconds")(f)
+    f = click.option("--timeout", type=float, default=timeout_default, show_default=True, help=timeout_help)(f)
 
     def wrapper(endpoints: str, as_json: bool, timeout: float, **kwargs: Any) -> None:
         ctx = click.get_current_context()
@@ -481,6 +490,226 @@ def worker_run(
             highlight=False,
         ),
     )
+
+
+# ---- workflow runs -------------------------------------------------------------------------------
+
+_STATUS_STYLE = {
+    "PENDING": "yellow",
+    "RUNNING": "cyan",
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "QUARANTINED": "red",
+    "CANCELLED": "magenta",
+}
+
+
+def _status_text(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLE.get(status, ""))
+
+
+def _json_text(value: Any) -> Text:
+    """A JSON value as a table cell; Text, so brackets in user data are never read as rich markup."""
+    return Text(json.dumps(value, sort_keys=True))
+
+
+def _parse_json_input(text: str, hint: str) -> Any:
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON value")
+
+    try:
+        return json.loads(text, parse_constant=refuse_constant)
+    except ValueError as exc:  # JSONDecodeError is a ValueError
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=hint) from None
+
+
+def _parse_labels(items: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--label")
+        out[key] = value
+    return out
+
+
+def _run_table(run: Any) -> None:
+    table = Table(title=f"workflow run {run.workflow_id}", show_header=False)
+    table.add_row("status", _status_text(run.status))
+    table.add_row("attempt", str(run.attempt))
+    table.add_row("type", Text(run.workflow_type))
+    table.add_row("current step", Text(run.current_step or "-"))
+    holder = run.lease_holder or (run.lease.worker_id if run.lease else "")
+    table.add_row("lease holder", Text(holder or "-"))
+    if run.lease is not None:
+        table.add_row("lease expires", f"{run.lease.expires_at} (fencing token {run.lease.fencing_token})")
+    table.add_row("input", _json_text(run.input))
+    table.add_row("output", _json_text(run.output))
+    table.add_row("last error", Text(run.last_error or "-"))
+    table.add_row("version", str(run.version))
+    table.add_row("started / finished", f"{run.started_at or '-'} / {run.finished_at or '-'}")
+    if run.status == "PENDING" and run.ready_at:
+        table.add_row("ready at", str(run.ready_at))
+    if run.metadata.labels:
+        table.add_row("labels", _json_text(run.metadata.labels))
+    console.print(table)
+    if run.steps:
+        steps = Table(title="steps")
+        for col in ("name", "result", "attempt", "completed at"):
+            steps.add_column(col)
+        for s in run.steps:
+            steps.add_row(Text(s.name), _json_text(s.result), str(s.attempt), str(s.completed_at))
+        console.print(steps)
+
+
+@main.group()
+def workflow() -> None:
+    """Start, inspect, wait for, cancel and release workflow runs."""
+
+
+@workflow.command("start")
+@click.argument("workflow_type")
+@click.argument("workflow_id")
+@click.option("--input", "input_text", default=None, metavar="JSON", help="the run's input, any JSON value")
+@click.option("--input-file", type=click.File("r"), default=None, help="the input from a JSON file (- for stdin)")
+@click.option("--label", "labels", multiple=True, help="key=value (repeatable)")
+@click.option("--request-id", default=None, help="idempotency key: a retry with it returns the first result")
+@_common
+def workflow_start(
+    workflow_type: str,
+    workflow_id: str,
+    input_text: str | None,
+    input_file: Any,
+    labels: tuple[str, ...],
+    request_id: str | None,
+    **_: Any,
+) -> None:
+    """Start WORKFLOW_ID as a run of WORKFLOW_TYPE (PENDING until a worker claims it)."""
+    ctx = click.get_current_context()
+    if input_text is not None and input_file is not None:
+        raise click.UsageError("give --input or --input-file, not both")
+    value = None
+    if input_text is not None:
+        value = _parse_json_input(input_text, "--input")
+    elif input_file is not None:
+        value = _parse_json_input(input_file.read(), "--input-file")
+    label_map = _parse_labels(labels)
+    with _client(ctx) as c:
+        result = c.start_workflow(workflow_type, workflow_id, value, labels=label_map, request_id=request_id)
+    _emit(ctx, result, _run_table)
+
+
+@workflow.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(RUN_STATUSES, case_sensitive=False),
+    default=None,
+    metavar=f"[{'|'.join(RUN_STATUSES)}]",
+    help="only runs in this status (any case)",
+)
+@click.option("--type", "workflow_type", default=None, help="only runs of this workflow type")
+@click.option("--prefix", default="", help="only ids starting with this")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@_common
+def workflow_list(status: str | None, workflow_type: str | None, prefix: str, limit: int, **_: Any) -> None:
+    """List workflow runs in id order."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.list_workflow_runs(
+            status=status.upper() if status else None, workflow_type=workflow_type, prefix=prefix, limit=limit
+        )
+
+    def render(items: list) -> None:
+        table = Table(title=f"{len(items)} runs")
+        for col in ("workflow id", "type", "status", "attempt", "step", "version", "updated"):
+            table.add_column(col)
+        for r in items:
+            table.add_row(
+                Text(r.workflow_id),
+                Text(r.workflow_type),
+                _status_text(r.status),
+                str(r.attempt),
+                Text(r.current_step),
+                str(r.version),
+                str(r.updated_at),
+            )
+        console.print(table)
+
+    _emit(ctx, result, render)
+
+
+@workflow.command("show")
+@click.argument("workflow_id")
+@_common
+def workflow_show(workflow_id: str, **_: Any) -> None:
+    """Show WORKFLOW_ID's run: status, attempt, lease, input, output, error and recorded steps."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.get_workflow(workflow_id)
+    _emit(ctx, result, _run_table)
+
+
+@workflow.command("wait")
+@click.argument("workflow_id")
+@_common(timeout_default=60.0, timeout_help="seconds to wait for the run to end")
+def workflow_wait(workflow_id: str, timeout: float, **_: Any) -> None:
+    """Wait until WORKFLOW_ID ends; exit 0 only if it COMPLETED (1 if FAILED, QUARANTINED, CANCELLED or timed out)."""
+    import time
+
+    ctx = click.get_current_context()
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    with _client(ctx) as c:
+        while True:
+            # Each read gets what is left (at least a moment), so the last status seen is the one reported.
+            run = c.get_workflow(workflow_id, timeout=max(0.5, deadline - time.monotonic()))
+            left = deadline - time.monotonic()
+            if run.done or left <= 0:
+                break
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.5)
+
+    def render(r: Any) -> None:
+        if not r.done:
+            console.print(
+                f"{r.workflow_id} is still {r.status} after {timeout:g}s "
+                f"(attempt {r.attempt}, step {r.current_step or '-'})",
+                highlight=False,
+            )
+            return
+        style = _STATUS_STYLE.get(r.status, "")
+        console.print(Text.assemble((r.workflow_id, ""), " ", (r.status, style), f" (attempt {r.attempt})"))
+        if r.status == "COMPLETED":
+            console.print(Text(f"output: {json.dumps(r.output, sort_keys=True)}"))
+        elif r.last_error:
+            console.print(Text(f"last error: {r.last_error}"))
+
+    _emit(ctx, run, render)
+    if run.status != "COMPLETED":
+        sys.exit(1)
+
+
+@workflow.command("cancel")
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="recorded as the run's last error")
+@_common
+def workflow_cancel(workflow_id: str, reason: str, **_: Any) -> None:
+    """Cancel WORKFLOW_ID (PENDING, RUNNING or QUARANTINED -> CANCELLED); its worker stops at its next write."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.cancel_workflow(workflow_id, reason=reason)
+    _emit(ctx, result, _run_table)
+
+
+@workflow.command("release")
+@click.argument("workflow_id")
+@_common
+def workflow_release(workflow_id: str, **_: Any) -> None:
+    """Release a QUARANTINED WORKFLOW_ID: PENDING again, with a fresh recovery.max_attempts budget."""
+    ctx = click.get_current_context()
+    with _client(ctx) as c:
+        result = c.release_workflow(workflow_id)
+    _emit(ctx, result, _run_table)
 
 
 # ---- running nodes -------------------------------------------------------------------------------
