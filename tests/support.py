@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,3 +116,108 @@ def start_cluster(
         handle.close()
         raise
     return handle
+
+
+# ---- workflow workers as real processes (tests/integration/test_workflows.py) ------------------------
+
+
+def stays_true(predicate: Callable[[], Any], duration: float, message: str, interval: float = 0.05) -> None:
+    """Check that predicate() holds at every poll for `duration` seconds (a negative claim: nothing happens)."""
+    deadline = time.monotonic() + duration
+    while True:
+        value = predicate()
+        if not value:
+            raise AssertionError(f"{message} (value {value!r})")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+
+
+@dataclass
+class WorkerProcess:
+    """One `cairn worker run APP` process: output captured to a file, killed/stopped/resumed by signal."""
+
+    name: str
+    app: Path
+    endpoints: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    lease_timeout: str = "2s"
+    concurrency: int = 4
+    proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "cairn.cli",
+            "worker",
+            "run",
+            str(self.app),
+            "--endpoints",
+            ",".join(self.endpoints),
+            "--lease-timeout",
+            self.lease_timeout,
+            "--worker-id",
+            self.name,
+            "--concurrency",
+            str(self.concurrency),
+        ]
+
+    def start(self) -> WorkerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        try:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env, "CAIRN_TEST_WORKER": self.name, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        """kill -9, and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def terminate(self) -> None:
+        """Ask for a graceful stop (SIGCONT, in case it is stopped, then SIGTERM) without waiting."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """A graceful stop, then SIGKILL after `timeout`; the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""

@@ -368,7 +368,7 @@ def parse_config(raw: Any, *, insecure: bool = False) -> Config:
         election_timeout=rf.duration("election_timeout", 1.0, minimum=0.1),
         heartbeat_interval=rf.duration("heartbeat_interval", 0.1, minimum=0.01),
     )
-    if raft.heartbeat_interval * 3 > raft.election_timeout:
+    if raft.heartbeat_interval * 3 > raft.election_timeout + 1e-9:  # 0.1 * 3 is 0.30000000000000004
         raise ConfigError(
             "raft.heartbeat_interval: must be at most a third of raft.election_timeout "
             f"({raft.heartbeat_interval}s vs {raft.election_timeout}s)"

@@ -56,10 +56,16 @@ class Forwarder:
             raise Unavailable("this node is no longer the leader", leader=None)
         remaining = context.time_remaining()
         timeout = self._default_timeout if remaining is None else max(0.001, remaining - _MARGIN)
+        call = getattr(stub(self.channel(leader_grpc)), method).future(
+            request, timeout=timeout, metadata=((FORWARDED_KEY, "1"),)
+        )
+        # A caller that goes away (a killed worker's long poll) cancels the forwarded call too, so the leader
+        # stops waiting on its behalf instead of claiming work for nobody.
+        context.add_callback(call.cancel)
         try:
-            return getattr(stub(self.channel(leader_grpc)), method)(
-                request, timeout=timeout, metadata=((FORWARDED_KEY, "1"),)
-            )
+            return call.result()
+        except grpc.FutureCancelledError:
+            raise Unavailable("the caller cancelled the request") from None
         except grpc.RpcError as err:
             if (
                 err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)

@@ -447,11 +447,28 @@ def test_heartbeat_after_expiry_or_completion_is_refused(machine: StateMachine, 
     ta = log.claim("a", T0)
     tb = log.claim("b", T0)
     log.apply(complete("b", tb, T0 + SEC))
+    log.apply(expire([("a", ta)], T0 + LEASE))
     before = store_digest(machine)
     result = log.apply(heartbeat([("a", ta), ("b", tb), ("missing", 1)], T0 + LEASE + 1))
     assert [r.extended for r in result.heartbeat.results] == [False, False, False]
     assert all(r.error for r in result.heartbeat.results)
     assert store_digest(machine) == before
+
+
+def test_a_heartbeat_renews_a_lease_past_its_stamp_until_the_leader_expires_it(
+    machine: StateMachine, log: Log
+) -> None:
+    """After a leader change the election can outlast a lease; until ExpireLeasesOp removes it, it is still the
+    run's only lease, so its holder's heartbeat renews it (writes stay strict: see the fencing tests)."""
+    log.apply(start("a", T0, "s1"))
+    ta = log.claim("a", T0)
+    late = T0 + LEASE + SEC
+    result = log.apply(heartbeat([("a", ta)], late))
+    assert [r.extended for r in result.heartbeat.results] == [True]
+    assert result.heartbeat.results[0].expires_at.ToNanoseconds() == late + LEASE
+    skipped = log.apply(expire([("a", ta)], late + 1))
+    assert (skipped.batch.applied, skipped.batch.skipped) == (0, 1)
+    assert run_of(machine, "a").status == state_pb2.RUNNING
 
 
 # ---- expiry --------------------------------------------------------------------------------------------

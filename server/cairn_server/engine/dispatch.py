@@ -40,8 +40,12 @@ class Dispatcher:
     def _wake(self) -> None:
         if self._pending_seen:
             self._pending_seen = False
-            with self._cond:
-                self._cond.notify_all()
+            self.wake()
+
+    def wake(self) -> None:
+        """Every waiting poll looks again (new work, or one of them lost its caller)."""
+        with self._cond:
+            self._cond.notify_all()
 
     @contextmanager
     def candidate(self, workflow_types: list[str], now_ns: int, skip: set[str]) -> Iterator[str | None]:

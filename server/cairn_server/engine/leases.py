@@ -8,7 +8,10 @@
   expiry).
 - Fencing: every worker write names its token; it is accepted only while the run is RUNNING under that
   token and the command's time (the leader's stamp) is not past the lease's expiry. Anything else is
-  FAILED_PRECONDITION "lease lost" and changes nothing.
+  FAILED_PRECONDITION "lease lost" and changes nothing. A heartbeat renews a lease that has not been
+  expired yet (its record still exists), even past its stamped expiry: after a leader change the election
+  can outlast what was left of a lease, and the new leader's grace keeps it from being expired meanwhile;
+  a renewed lease is still the only lease of the run.
 - Expiry (ExpireLeasesOp, proposed by the leader's scheduler from `lease_due`): a lease whose token still
   matches and whose expiry the command's time has reached ends; the run goes back to PENDING with
   attempt + 1 (recovery.auto_recovery) or to QUARANTINED (auto_recovery off, or max_attempts used), and
@@ -68,9 +71,20 @@ def _lost(message: str, version: int = 0) -> command_pb2.ApplyResult:
 
 
 def lease_lost(
-    store: RocksStore, state: state_pb2.WorkflowState | None, workflow_id: str, token: int, now_ns: int
+    store: RocksStore,
+    state: state_pb2.WorkflowState | None,
+    workflow_id: str,
+    token: int,
+    now_ns: int,
+    *,
+    renewing: bool = False,
 ) -> command_pb2.ApplyResult | None:
-    """None when the writer holds the run's live lease under `token`; otherwise the precise refusal."""
+    """None when the writer holds the run's live lease under `token`; otherwise the precise refusal.
+
+    A write needs the lease unexpired at the command's time. A renewal (heartbeat) needs only that the lease
+    still exists: until the leader's ExpireLeasesOp removes it, nobody else can hold the run, and a leader
+    change can leave a live worker's lease past its stamped expiry while the new leader waits out its grace.
+    """
     if state is None:
         return reject(NOT_FOUND, f"workflow {workflow_id!r} does not exist")
     if not state.HasField("run"):
@@ -83,7 +97,7 @@ def lease_lost(
             f"fencing token {token} is stale; run {workflow_id!r} is leased under {run.fencing_token}", state.version
         )
     lease = get_lease(store, workflow_id)
-    if lease is None or now_ns > lease.expires_at.ToNanoseconds():
+    if lease is None or (not renewing and now_ns > lease.expires_at.ToNanoseconds()):
         return _lost(f"the lease on run {workflow_id!r} has expired", state.version)
     return None
 
@@ -139,7 +153,7 @@ class LeaseOps:
         for ref in cmd.heartbeat.leases:
             result = workflow_pb2.HeartbeatResult(workflow_id=ref.workflow_id, fencing_token=ref.fencing_token)
             state = self.m.get_state(ref.workflow_id)
-            refused = lease_lost(self.store, state, ref.workflow_id, ref.fencing_token, cmd.time_ns)
+            refused = lease_lost(self.store, state, ref.workflow_id, ref.fencing_token, cmd.time_ns, renewing=True)
             if refused is not None:
                 result.error = refused.message
             else:

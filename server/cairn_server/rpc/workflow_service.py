@@ -233,7 +233,11 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
         deadline = time.monotonic() + budget
         lease_ns = request.lease_timeout_ms * 1_000_000
         missed: set[str] = set()
+        context.add_callback(self.dispatcher.wake)  # a caller that goes away ends its wait at once
         while True:
+            if not context.is_active():
+                # The worker is gone (killed, timed out): claiming now would lease a run to nobody.
+                return workflow_pb2.PollWorkResponse(header=self._header())
             if not self.writer.replica.is_leader():
                 raise Unavailable("leadership moved while the poll waited; poll again", leader=None)
             with self.dispatcher.candidate(types, time.time_ns(), missed) as workflow_id:
