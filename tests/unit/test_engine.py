@@ -455,9 +455,7 @@ def test_heartbeat_after_expiry_or_completion_is_refused(machine: StateMachine, 
     assert store_digest(machine) == before
 
 
-def test_a_heartbeat_renews_a_lease_past_its_stamp_until_the_leader_expires_it(
-    machine: StateMachine, log: Log
-) -> None:
+def test_a_heartbeat_renews_a_lease_past_its_stamp_until_the_leader_expires_it(machine: StateMachine, log: Log) -> None:
     """After a leader change the election can outlast a lease; until ExpireLeasesOp removes it, it is still the
     run's only lease, so its holder's heartbeat renews it (writes stay strict: see the fencing tests)."""
     log.apply(start("a", T0, "s1"))
