@@ -18,8 +18,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument(
         "--faults",
         default="kill,pause,partition",
-        help="families (kill, pause, partition, restart, transfer, netem) or fault names",
+        help="families (kill, pause, partition, restart, transfer, netem, workers) or fault names",
     )
+    r.add_argument(
+        "--workload",
+        choices=("state", "workflows", "both"),
+        default="state",
+        help="state: clients on shared workflow states; workflows: runs executed by worker processes",
+    )
+    r.add_argument("--workers", type=int, default=3, help="worker processes (workflow workload)")
+    r.add_argument("--workflow-steps", type=int, default=3, help="steps per workflow run")
+    r.add_argument("--workflow-rate", type=float, default=4.0, help="workflow starts per second")
+    r.add_argument("--settle", type=float, default=120.0, help="seconds after healing for started runs to finish")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--clients", type=int, default=8)
     r.add_argument("--keys", type=int, default=4)
@@ -57,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             checker_time_limit=args.checker_time_limit,
             net_prefix=args.net_prefix,
             subnet=args.subnet,
+            workload=args.workload,
+            workers=args.workers,
+            workflow_steps=args.workflow_steps,
+            workflow_rate=args.workflow_rate,
+            settle=args.settle,
         )
     )
 

@@ -7,11 +7,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cairn import Client, NodeStatus
 from cairn_server.local_cluster import LocalCluster, agreed_leader, free_base_port
 
 from .netns import NetnsNetwork, netns_available
+from .workers import WorkerPool
 
 UNSAFE_READS_ENV = "CAIRN_TEST_ONLY_UNSAFE_LOCAL_READS"
 NODE_OVERRIDES = {
@@ -19,6 +21,21 @@ NODE_OVERRIDES = {
     "raft": {"snapshot_entries": 300},
     "checkpointing": {"max_per_workflow": 10_000},
 }
+# The workflow workload: a short lease so recovery happens within a run; history kept whole (the checker
+# reads every claim and expiry); attempts not capped at 5 (a run losing a lease in fault after fault is
+# recovery working, not a verdict) and a short backoff, so every run can finish soon after healing.
+WORKFLOW_OVERRIDES = {
+    "limits": {"history_limit": 100_000},
+    "execution": {"min_lease_timeout": "500ms"},
+    "recovery": {"max_attempts": 1000, "retry_backoff": "200ms", "max_retry_backoff": "2s"},
+}
+
+
+def merged(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 @dataclass
@@ -32,11 +49,14 @@ class ChaosCluster:
     net: NetnsNetwork | None = None
     local: LocalCluster | None = None
     paused: set[int] = field(default_factory=set)
+    overrides: dict[str, Any] = field(default_factory=dict)  # merged over NODE_OVERRIDES
+    workers: WorkerPool | None = None  # the workflow workload's workers (their faults are the nemesis')
 
     def start(self) -> None:
         if self.use_netns and not netns_available():
             self.use_netns = False
         env = {UNSAFE_READS_ENV: "1"} if self.unsafe_reads else {}
+        overrides = merged(NODE_OVERRIDES, self.overrides)
         if self.use_netns:
             self.net = NetnsNetwork(self.nodes, prefix=self.prefix, subnet=self.subnet).create()
             self.local = LocalCluster(
@@ -46,11 +66,11 @@ class ChaosCluster:
                 hosts=[self.net.address(i) for i in range(self.nodes)],
                 wrap=self.net.exec_prefix,
                 env=env,
-                overrides=NODE_OVERRIDES,
+                overrides=overrides,
             )
         else:
             self.local = LocalCluster(
-                self.data_dir, nodes=self.nodes, base_port=free_base_port(self.nodes), env=env, overrides=NODE_OVERRIDES
+                self.data_dir, nodes=self.nodes, base_port=free_base_port(self.nodes), env=env, overrides=overrides
             )
         self.local.start()
         self.wait_leader(60)

@@ -1,6 +1,8 @@
 """Faults, each with a name, injected and healed on a schedule by the runner.
 
-Families (for --faults): kill, pause, partition, restart, transfer, netem; or any fault by name.
+Families (for --faults): kill, pause, partition, restart, transfer, netem, workers; or any fault by name.
+The workers family (kill -9 a workflow worker, SIGSTOP one past its lease) needs the workflow workload;
+the runner injects it on a schedule of its own, alongside the node faults.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Fault:
     inject: Callable[[ChaosCluster, random.Random], tuple[str, Callable[[], None]]]
     needs_netns: bool = False
     removes_leader: bool = False
+    needs_workers: bool = False
 
 
 def _leader_or_any(c: ChaosCluster, rng: random.Random) -> int:
@@ -166,6 +169,28 @@ def _netem(spec: list[str]):
     return inject
 
 
+def _worker_kill(c: ChaosCluster, rng: random.Random) -> tuple[str, Callable[[], None]]:
+    pool = c.workers
+    assert pool is not None
+    live = pool.live()
+    if not live:
+        return "no live worker to kill", lambda: None
+    i = rng.choice(live)
+    pool.kill(i)
+    return f"kill -9 worker {pool.worker_id(i)} (restarted at heal)", lambda: pool.start_worker(i)
+
+
+def _worker_pause(c: ChaosCluster, rng: random.Random) -> tuple[str, Callable[[], None]]:
+    pool = c.workers
+    assert pool is not None
+    live = [i for i in pool.live() if i not in pool.paused]
+    if not live:
+        return "no running worker to pause", lambda: None
+    i = rng.choice(live)
+    pool.pause(i)
+    return f"SIGSTOP worker {pool.worker_id(i)} past its {pool.lease_timeout}s lease", lambda: pool.resume(i)
+
+
 FAULTS: dict[str, Fault] = {
     f.name: f
     for f in [
@@ -201,11 +226,13 @@ FAULTS: dict[str, Fault] = {
         Fault("transfer-leadership", "transfer", _transfer),
         Fault("netem-latency", "netem", _netem(["delay", "50ms", "20ms"]), needs_netns=True),
         Fault("netem-loss", "netem", _netem(["loss", "20%"]), needs_netns=True),
+        Fault("worker-kill", "workers", _worker_kill, needs_workers=True),
+        Fault("worker-pause", "workers", _worker_pause, needs_workers=True),
     ]
 }
 
 
-def select(spec: str, *, netns: bool) -> tuple[list[Fault], list[str]]:
+def select(spec: str, *, netns: bool, workers: bool = False) -> tuple[list[Fault], list[str]]:
     """Faults for a comma-separated list of families and names; and why any were left out."""
     chosen: list[Fault] = []
     for word in (w.strip() for w in spec.split(",") if w.strip()):
@@ -215,6 +242,9 @@ def select(spec: str, *, netns: bool) -> tuple[list[Fault], list[str]]:
             raise SystemExit(f"unknown fault {word!r}: families {', '.join(families)}; names {', '.join(FAULTS)}")
         chosen += [f for f in matches if f not in chosen]
     left_out = []
+    if not workers:
+        left_out += [f"{f.name}: needs workers (--workload workflows or both)" for f in chosen if f.needs_workers]
+        chosen = [f for f in chosen if not f.needs_workers]
     if not netns:
         left_out += [f"{f.name}: needs network namespaces (root)" for f in chosen if f.needs_netns]
         chosen = [f for f in chosen if not f.needs_netns]

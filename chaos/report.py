@@ -35,14 +35,27 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def write_report(out: Path, ops: list[Operation], faults: list[Any], verdicts: list[Verdict], meta: dict) -> None:
+def write_report(
+    out: Path,
+    ops: list[Operation],
+    faults: list[Any],
+    verdicts: list[Verdict],
+    meta: dict,
+    workflow_counts: dict | None = None,
+) -> None:
     by = Counter((op.f, op.outcome) for op in ops)
     kinds = sorted({f for f, _ in by})
     lines = [
         f"# Chaos run: {meta['nodes']} nodes, {meta['duration']:.0f}s, faults {meta['faults']}, seed {meta['seed']}",
         "",
         f"Network namespaces: {'yes' if meta['netns'] else 'no (loopback: kills and pauses only)'}; "
-        f"clients {meta['clients']}, keys {meta['keys']}"
+        f"workload {meta.get('workload', 'state')}; clients {meta['clients']}, keys {meta['keys']}"
+        + (
+            f"; workers {meta.get('workers')}, {meta.get('workflow_steps')} steps per run, "
+            f"lease {meta.get('lease_timeout')}s"
+            if meta.get("workload") in ("workflows", "both")
+            else ""
+        )
         + ("; UNSAFE local reads (test-only mode)" if meta.get("unsafe_reads") else ""),
         "",
     ]
@@ -61,7 +74,13 @@ def write_report(out: Path, ops: list[Operation], faults: list[Any], verdicts: l
         f"{sum(n for (_, o), n in by.items() if o == 'fail')} | "
         f"{sum(n for (_, o), n in by.items() if o == 'info')} |"
     )
-    lines += ["", "## Faults", "", "| fault | injected | description (last) |", "| --- | --- | --- |"]
+    if workflow_counts is not None:
+        lines += ["", "## Workflows", "", "| count | value |", "| --- | --- |"]
+        lines += [f"| {name} | {value} |" for name, value in workflow_counts.items()]
+    families = Counter(FAULTS[f.name].family if f.name in FAULTS else "?" for f in faults)
+    by_family = ", ".join(f"{k} {n}" for k, n in sorted(families.items())) or "none"
+    lines += ["", "## Faults", "", f"By family: {by_family}"]
+    lines += ["", "| fault | injected | description (last) |", "| --- | --- | --- |"]
     counts = Counter(f.name for f in faults)
     for name, n in sorted(counts.items()):
         last = [f for f in faults if f.name == name][-1]

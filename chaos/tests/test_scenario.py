@@ -93,6 +93,80 @@ def test_check_reproduces_the_verdicts_from_the_saved_run(short_run: tuple[Path,
     assert json.loads((out / "verdicts.json").read_text()) == json.loads(before)
 
 
+def workers_of(out: Path) -> list[int]:
+    """Processes whose environment points at this run's worker events (none may outlive the run)."""
+    marker = f"CHAOS_EVENTS={out}".encode()
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes():
+                pids.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.fixture(scope="module")
+def workflow_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("chaos-wf") / "run"
+    proc = chaos(
+        "run",
+        "--nodes",
+        "3",
+        "--duration",
+        "35",
+        "--workload",
+        "workflows",
+        "--faults",
+        "kill,workers",
+        "--seed",
+        "1",
+        "--interval",
+        "5",
+        "--hold",
+        "2.5",
+        "--net-prefix",
+        "czf",
+        "--subnet",
+        "10.214.14",
+        "--settle",
+        "60",
+        "--out",
+        str(out),
+    )
+    return out, proc
+
+
+def test_a_workflow_scenario_with_worker_faults_passes_every_checker(
+    workflow_run: tuple[Path, subprocess.CompletedProcess],
+) -> None:
+    out, proc = workflow_run
+    verdicts = {v["name"]: v for v in json.loads((out / "verdicts.json").read_text())}
+    assert set(verdicts) == {
+        "convergence",
+        "wf-liveness",
+        "wf-results-stable",
+        "wf-no-reexecution",
+        "wf-leases",
+        "wf-step-order",
+    }
+    faults = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
+    assert any(f["name"].startswith("worker-") and not f["error"] for f in faults), faults
+    assert any(f["name"].startswith("kill-") for f in faults), faults
+    assert workers_of(out) == [] and leftovers("czf") == []
+    counts = verdicts["wf-liveness"]["details"]
+    assert counts["workflows_started"] >= 50
+    assert verdicts["wf-no-reexecution"]["details"]["steps_persisted"] >= 3 * counts["workflows_started"]
+    assert verdicts["wf-leases"]["details"]["recoveries"] >= 1, "no lease expired: no recovery was exercised"
+    kinds = {json.loads(line)["f"] for line in (out / "history.jsonl").read_text().splitlines()}
+    assert kinds == {"start", "wf-read"}
+    assert "## Workflows" in (out / "report.md").read_text()
+    failing = {name for name, v in verdicts.items() if v["status"] != "pass"}
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert failing == set(), {name: verdicts[name]["violations"][:3] for name in failing}
+    assert counts["workflows_completed"] == counts["workflows_started"] + counts["unknown_starts_that_exist"]
+
+
 def test_the_unsafe_read_mode_is_caught_as_stale_reads(tmp_path: Path) -> None:
     faults = "partition-leader" if netns_available() else "pause-leader-long"
     proc = chaos(

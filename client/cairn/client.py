@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC
 from typing import Any, Literal, TypeVar
 
 import grpc
@@ -293,7 +294,7 @@ class Client:
                     w.workflow_id,
                     w.version,
                     w.current_step,
-                    w.updated_at.ToDatetime() if w.updated_at.seconds else None,
+                    w.updated_at.ToDatetime(tzinfo=UTC) if w.updated_at.seconds else None,
                 )
                 for w in response.workflows
             )
@@ -509,7 +510,7 @@ class Client:
                 r.workflow_id,
                 r.fencing_token,
                 r.extended,
-                r.expires_at.ToDatetime() if r.HasField("expires_at") else None,
+                r.expires_at.ToDatetime(tzinfo=UTC) if r.HasField("expires_at") else None,
                 r.error,
             )
             for r in response.results

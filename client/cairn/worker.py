@@ -105,6 +105,9 @@ class Context:
     _client: Client
     _lease_timeout: float
     valid_until: float
+    # The lease's expiry as the leader stamped it (Unix seconds). A worker paused while its claim or a
+    # heartbeat answer waited in the socket cannot tell from its monotonic clock; the wall clock can.
+    expires_at: float = float("inf")
     lost: str = ""
     _completed: dict[str, Any] = field(default_factory=dict)
     _used: set[str] = field(default_factory=set)
@@ -132,7 +135,7 @@ class Context:
         """Raise if this worker may no longer act for the run (lease lost, or not renewed in time)."""
         if self.lost:
             raise _Lost(self.lost)
-        if time.monotonic() > self.valid_until:
+        if time.monotonic() > self.valid_until or time.time() > self.expires_at:
             raise _Lost("the lease was not renewed before it ran out")
 
     def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -268,6 +271,7 @@ class Worker:
                 _client=self.client,
                 _lease_timeout=self.lease_timeout,
                 valid_until=time.monotonic() + self.lease_timeout,
+                expires_at=task.lease.expires_at.timestamp() if task.lease.expires_at else float("inf"),
             )
             with self._lock:
                 self._active[ctx.workflow_id] = ctx
@@ -298,6 +302,8 @@ class Worker:
                         continue
                     if result.extended:
                         ctx.valid_until = sent + self.lease_timeout
+                        if result.expires_at is not None:
+                            ctx.expires_at = result.expires_at.timestamp()
                     else:
                         ctx.lost = result.error or "lease lost"
 
@@ -308,6 +314,7 @@ class Worker:
         rid = f"{ctx.lease_id}:{token}"
         try:
             definition = self.workflows[task.run.workflow_type]
+            ctx.check_lease()  # the claim may have waited in the socket while this process was paused
             output = definition(ctx, task.run.input)
             try:
                 to_value(output, "output")
