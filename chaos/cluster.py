@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cairn import Client, NodeStatus
-from cairn_server.local_cluster import LocalCluster, agreed_leader, free_base_port
+from cairn_server.local_cluster import LocalCluster, free_base_port
 
 from .netns import NetnsNetwork, netns_available
 from .workers import WorkerPool
@@ -72,8 +72,7 @@ class ChaosCluster:
             self.local = LocalCluster(
                 self.data_dir, nodes=self.nodes, base_port=free_base_port(self.nodes), env=env, overrides=overrides
             )
-        self.local.start()
-        self.wait_leader(60)
+        self.local.start_and_wait(60)
 
     @property
     def cluster(self) -> LocalCluster:
@@ -88,28 +87,19 @@ class ChaosCluster:
         return Client(self.endpoints, timeout=timeout, attempt_timeout=attempt_timeout)
 
     def status(self, i: int, timeout: float = 0.5) -> NodeStatus | None:
-        if i in self.paused or not self.cluster.alive(i):
-            return None
-        try:
-            with Client([self.endpoints[i]], timeout=timeout) as c:
-                return c.node_status(self.endpoints[i], timeout=timeout)
-        except Exception:
-            return None
+        return None if i in self.paused else self.cluster.node_status(i, timeout)
 
     def leader(self, among: list[int] | None = None) -> int | None:
-        """The node that says it leads and that every other node asked agrees on."""
-        return agreed_leader(
-            {i: s for i in (among if among is not None else range(self.nodes)) if (s := self.status(i))}
-        )
+        """The node that says it leads and that every other (unpaused) node asked agrees on."""
+        candidates = among if among is not None else list(range(self.nodes))
+        return self.cluster.leader([i for i in candidates if i not in self.paused])
 
     def wait_leader(self, timeout: float = 30.0, among: list[int] | None = None) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            leader = self.leader(among)
-            if leader is not None:
-                return leader
-            time.sleep(0.1)
-        raise RuntimeError(f"no agreed leader within {timeout}s")
+        candidates = among if among is not None else list(range(self.nodes))
+        try:
+            return self.cluster.wait_leader(timeout, [i for i in candidates if i not in self.paused])
+        except TimeoutError as exc:
+            raise RuntimeError(str(exc)) from None
 
     def any_leader(self) -> int | None:
         """A node that believes it leads (enough to pick a fault target; may be stale)."""

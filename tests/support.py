@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cairn import Client, NodeStatus
-from cairn_server.local_cluster import LocalCluster, agreed_leader, free_base_port
+from cairn_server.local_cluster import LocalCluster, free_base_port
 
 T = TypeVar("T")
 
@@ -59,20 +59,13 @@ class ClusterHandle:
 
     def leader_index(self, among: list[int] | None = None) -> int | None:
         """The node that is leader by its own account and recognised by every other live node asked."""
-        candidates = among if among is not None else [i for i in range(self.size) if self.cluster.alive(i)]
-        views = {}
-        for i in candidates:
-            try:
-                views[i] = self.status(i)
-            except Exception:
-                continue
-        return agreed_leader(views)
+        return self.cluster.leader(among)
 
     def wait_leader(self, timeout: float = 20.0, among: list[int] | None = None) -> int:
-        found = wait_until(
-            lambda: (i := self.leader_index(among)) is not None and (i,), timeout, "no single agreed leader"
-        )
-        return found[0]
+        try:
+            return self.cluster.wait_leader(timeout, among)
+        except TimeoutError as exc:
+            raise AssertionError(str(exc)) from None
 
     def followers(self) -> list[int]:
         leader = self.wait_leader()
@@ -108,10 +101,9 @@ def start_cluster(
 ) -> ClusterHandle:
     base = kwargs.pop("base_port", None) or free_base_port(nodes)
     cluster = LocalCluster(path, nodes=nodes, base_port=base, overrides=overrides or {}, env=env or {}, **kwargs)
-    cluster.start()
     handle = ClusterHandle(cluster, Client(cluster.endpoints, timeout=20.0))
     try:
-        handle.wait_leader(30)
+        cluster.start_and_wait(30)
     except BaseException:
         handle.close()
         raise

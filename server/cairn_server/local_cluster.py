@@ -245,6 +245,41 @@ class LocalCluster:
             codes[self.specs[i].node_id] = proc.returncode
         return codes
 
+    # ---- leadership (the one "start and wait for an agreed leader" of the bench, tests and chaos) ----
+
+    def node_status(self, i: int, timeout: float = 0.5) -> Any:
+        """Node i's own view (cairn.NodeStatus), or None when it is not running or does not answer."""
+        from cairn import Client
+
+        if not self.alive(i):
+            return None
+        endpoint = self.specs[i].grpc_address
+        try:
+            with Client([endpoint], timeout=timeout) as client:
+                return client.node_status(endpoint, timeout=timeout)
+        except Exception:  # unreachable, paused, starting: no view
+            return None
+
+    def leader(self, among: list[int] | None = None) -> int | None:
+        """The node that says it leads and that every other node asked (default: all running) agrees on."""
+        candidates = among if among is not None else [i for i in range(self.nodes) if self.alive(i)]
+        return agreed_leader({i: s for i in candidates if (s := self.node_status(i)) is not None})
+
+    def wait_leader(self, timeout: float = 30.0, among: list[int] | None = None) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            leader = self.leader(among)
+            if leader is not None:
+                return leader
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no agreed leader within {timeout}s (node logs under {self.data_dir})")
+            time.sleep(0.1)
+
+    def start_and_wait(self, timeout: float = 60.0) -> int:
+        """Start every node and return the index of the leader they agree on."""
+        self.start()
+        return self.wait_leader(timeout)
+
     def log_tail(self, i: int, lines: int = 30) -> str:
         try:
             return "\n".join(self.specs[i].log_path.read_text(errors="replace").splitlines()[-lines:])
