@@ -11,10 +11,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cairn_server.local_cluster import worker_command
 
 from .workflow_app import EVENTS_ENV, WORKER_ENV
 
@@ -42,22 +43,14 @@ class WorkerPool:
 
     def command(self, i: int) -> list[str]:
         return [
-            sys.executable,
-            "-m",
-            "cairn.cli",
-            "worker",
-            "run",
-            "chaos.workflow_app",
-            "--endpoints",
-            ",".join(self.endpoints),
-            "--lease-timeout",
-            f"{int(self.lease_timeout * 1000)}ms",
-            "--worker-id",
-            self.worker_id(i),
-            "--concurrency",
-            str(self.concurrency),
-            "--poll-wait",
-            "2",
+            *worker_command(
+                "chaos.workflow_app",
+                self.endpoints,
+                worker_id=self.worker_id(i),
+                lease_timeout=f"{int(self.lease_timeout * 1000)}ms",
+                concurrency=self.concurrency,
+                poll_wait=2,
+            ),
             "--log-level",
             "WARNING",
         ]

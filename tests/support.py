@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cairn import Client, NodeStatus
-from cairn_server.local_cluster import LocalCluster, free_base_port
+from cairn_server.local_cluster import LocalCluster, free_base_port, worker_command
 
 T = TypeVar("T")
 
@@ -139,22 +138,13 @@ class WorkerProcess:
     proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "cairn.cli",
-            "worker",
-            "run",
+        return worker_command(
             str(self.app),
-            "--endpoints",
-            ",".join(self.endpoints),
-            "--lease-timeout",
-            self.lease_timeout,
-            "--worker-id",
-            self.name,
-            "--concurrency",
-            str(self.concurrency),
-        ]
+            self.endpoints,
+            worker_id=self.name,
+            lease_timeout=self.lease_timeout,
+            concurrency=self.concurrency,
+        )
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process

@@ -107,12 +107,19 @@ class RunOps:
 
     # ---- worker writes (fenced) ----------------------------------------------------------------------
 
+    def _fenced(
+        self, cmd: command_pb2.Command, workflow_id: str, token: int
+    ) -> tuple[state_pb2.WorkflowState, command_pb2.ApplyResult | None]:
+        """The run's state, and the refusal when the writer does not hold its live lease under `token`."""
+        state = self.m.get_state(workflow_id)
+        refused = lease_lost(self.store, state, workflow_id, token, cmd.time_ns)
+        return state if state is not None else state_pb2.WorkflowState(), refused
+
     def record_step(self, cmd: command_pb2.Command, batch: Batch, _index: int) -> command_pb2.ApplyResult:
         op = cmd.record_step
-        state = self.m.get_state(op.workflow_id)
-        if refused := lease_lost(self.store, state, op.workflow_id, op.fencing_token, cmd.time_ns):
+        state, refused = self._fenced(cmd, op.workflow_id, op.fencing_token)
+        if refused is not None:
             return refused
-        assert state is not None
         if any(s.name == op.step_name for s in state.run.steps):
             return reject(
                 FAILED_PRECONDITION,
@@ -130,10 +137,9 @@ class RunOps:
 
     def complete(self, cmd: command_pb2.Command, batch: Batch, _index: int) -> command_pb2.ApplyResult:
         op = cmd.complete_run
-        state = self.m.get_state(op.workflow_id)
-        if refused := lease_lost(self.store, state, op.workflow_id, op.fencing_token, cmd.time_ns):
+        state, refused = self._fenced(cmd, op.workflow_id, op.fencing_token)
+        if refused is not None:
             return refused
-        assert state is not None
         drop_lease(batch, self.store, op.workflow_id)
         run = self._copy_run(state)
         run.status = state_pb2.COMPLETED
@@ -144,10 +150,9 @@ class RunOps:
 
     def fail(self, cmd: command_pb2.Command, batch: Batch, _index: int) -> command_pb2.ApplyResult:
         op = cmd.fail_run
-        state = self.m.get_state(op.workflow_id)
-        if refused := lease_lost(self.store, state, op.workflow_id, op.fencing_token, cmd.time_ns):
+        state, refused = self._fenced(cmd, op.workflow_id, op.fencing_token)
+        if refused is not None:
             return refused
-        assert state is not None
         drop_lease(batch, self.store, op.workflow_id)
         run = self._copy_run(state)
         after_failed_attempt(run, cmd.policy, cmd.time_ns, op.error, non_retryable=op.non_retryable)

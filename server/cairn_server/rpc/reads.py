@@ -12,6 +12,13 @@ from ..raft.barrier import ReadBarrier
 from ..statemachine import StateMachine
 
 
+def server_timeout(config: Config, context: grpc.ServicerContext) -> float:
+    """The server-side ceiling (limits.request_timeout), or the caller's deadline if sooner."""
+    remaining = context.time_remaining()
+    limit = config.limits.request_timeout
+    return limit if remaining is None else max(0.0, min(limit, remaining))
+
+
 class Reader:
     def __init__(
         self, *, machine: StateMachine, barrier: ReadBarrier, config: Config, unsafe_local_reads: bool = False
@@ -23,9 +30,7 @@ class Reader:
         self.unsafe_local_reads = unsafe_local_reads
 
     def timeout(self, context: grpc.ServicerContext) -> float:
-        remaining = context.time_remaining()
-        limit = self.config.limits.request_timeout
-        return limit if remaining is None else max(0.0, min(limit, remaining))
+        return server_timeout(self.config, context)
 
     def prepare(self, read: state_pb2.ReadOptions, context: grpc.ServicerContext) -> None:
         """LINEARIZABLE: wait for a read barrier; SERIALIZABLE: now, or once min_index is applied here."""

@@ -21,6 +21,7 @@ from ..forwarding import Forwarder
 from ..membership import Membership
 from ..raft.replica import Replica
 from ..statemachine import StateMachine
+from .reads import server_timeout
 
 Build = Callable[[command_pb2.Command, int], None]
 _ABORTED = grpc.StatusCode.ABORTED.value[0]
@@ -38,10 +39,7 @@ class Writer:
         self.config = config
 
     def timeout(self, context: grpc.ServicerContext) -> float:
-        """The server-side ceiling (limits.request_timeout), or the caller's deadline if sooner."""
-        remaining = context.time_remaining()
-        limit = self.config.limits.request_timeout
-        return limit if remaining is None else max(0.0, min(limit, remaining))
+        return server_timeout(self.config, context)
 
     def submit(
         self,
