@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cairn_server.local_cluster import worker_command
+from cairn.worker import worker_command
 
 from .workflow_app import EVENTS_ENV, WORKER_ENV
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cairn import Client, NodeStatus
-from cairn_server.local_cluster import LocalCluster, free_base_port, worker_command
+from cairn.worker import worker_command
+from cairn_server.local_cluster import LocalCluster, free_base_port
 
 T = TypeVar("T")
 

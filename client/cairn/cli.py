@@ -800,13 +800,21 @@ def cluster_up(nodes: int, data_dir: str, base_port: int, overrides: dict[str, A
 )
 @click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
 @click.option(
-    "--ops", default="persist,cas,get,checkpoint,recover,sync", show_default=True, help="which operations to measure"
+    "--ops",
+    default="persist,cas,get,checkpoint,recover,sync",
+    show_default=True,
+    help="which operations to measure; `workflow`: completed 3-step workflows/s with max(2, --concurrency) "
+    "worker processes, and recovery time after worker kills",
 )
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=1, show_default=True)
 @click.option("--value-size", type=click.IntRange(0, 4 * 1024 * 1024), default=1024, show_default=True)
 @click.option("--duration", type=float, default=5.0, show_default=True, help="seconds per operation")
 @click.option("--workflows", type=click.IntRange(1, 100000), default=100, show_default=True)
 @click.option("--durability", type=click.Choice(["fsync", "process"]), default="fsync", show_default=True)
+@click.option("--kills", type=click.IntRange(0, 1000), default=10, show_default=True, help="workflow: worker kills")
+@click.option(
+    "--worker-slots", type=click.IntRange(1, 1024), default=8, show_default=True, help="workflow: runs per worker"
+)
 @click.option("--json", "as_json", is_flag=True)
 def bench(
     endpoints: str | None,
@@ -817,6 +825,8 @@ def bench(
     duration: float,
     workflows: int,
     durability: str,
+    kills: int,
+    worker_slots: int,
     as_json: bool,
 ) -> None:
     """Measure ops/s and latency percentiles against a cluster."""
@@ -832,6 +842,8 @@ def bench(
         workflows=workflows,
         durability=durability,
         echo=(lambda *_: None) if as_json else console.print,
+        kills=kills,
+        worker_slots=worker_slots,
     )
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=2))

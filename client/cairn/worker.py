@@ -28,6 +28,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -46,6 +47,35 @@ from .values import from_value, to_value
 log = logging.getLogger(__name__)
 
 WorkflowFn = Callable[["Context", Any], Any]
+
+
+def worker_command(
+    app: str,
+    endpoints: list[str],
+    *,
+    worker_id: str,
+    lease_timeout: str = "2s",
+    concurrency: int = 4,
+    poll_wait: float | None = None,
+) -> list[str]:
+    """The command line of one `cairn worker run APP` process (tests, chaos, bench)."""
+    command = [
+        sys.executable,
+        "-m",
+        "cairn.cli",
+        "worker",
+        "run",
+        app,
+        "--endpoints",
+        ",".join(endpoints),
+        "--lease-timeout",
+        lease_timeout,
+        "--worker-id",
+        worker_id,
+        "--concurrency",
+        str(concurrency),
+    ]
+    return command if poll_wait is None else [*command, "--poll-wait", str(poll_wait)]
 
 
 class NonRetryableError(Exception):

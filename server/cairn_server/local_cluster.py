@@ -50,35 +50,6 @@ def agreed_leader(views: Mapping[int, Any]) -> int | None:
     return leaders[0] if all(s.leader_id == leader_id for s in views.values()) else None
 
 
-def worker_command(
-    app: str,
-    endpoints: list[str],
-    *,
-    worker_id: str,
-    lease_timeout: str = "2s",
-    concurrency: int = 4,
-    poll_wait: float | None = None,
-) -> list[str]:
-    """The command line of one `cairn worker run APP` process (tests, chaos, bench)."""
-    command = [
-        sys.executable,
-        "-m",
-        "cairn.cli",
-        "worker",
-        "run",
-        app,
-        "--endpoints",
-        ",".join(endpoints),
-        "--lease-timeout",
-        lease_timeout,
-        "--worker-id",
-        worker_id,
-        "--concurrency",
-        str(concurrency),
-    ]
-    return command if poll_wait is None else [*command, "--poll-wait", str(poll_wait)]
-
-
 def _merge(base: dict, extra: Mapping) -> dict:
     out = dict(base)
     for key, value in extra.items():
