@@ -543,3 +543,32 @@ def test_cancelling_a_running_run_stops_its_worker_writing(engine_cluster, make_
     assert lab.client.get_workflow(run).version == cancelled.version
     assert [e.step for e in lab.executions(run)] == ["s1", "s2"], "the run went no further after the cancel"
     assert worker.alive()
+
+
+def test_resume_from_checkpoint_restores_the_checkpoint_and_runs_later_steps_again(make_cluster, make_lab) -> None:
+    overrides = {**ENGINE_OVERRIDES, "recovery": {**ENGINE_OVERRIDES["recovery"], "resume_from": "checkpoint"}}
+    lab = make_lab(make_cluster(3, overrides))
+    first = lab.worker("first", concurrency=1)
+    run = lab.start({"block": ["s2", "s3"]})
+    lab.wait_started(run, "s2", worker="first")
+    cp = lab.client.create_checkpoint(run)  # captures s1 only
+    assert [s.name for s in cp.state.raw.run.steps] == ["s1"]
+    lab.go(run, "s2")
+    lab.wait_started(run, "s3", worker="first")
+    assert [s.name for s in lab.client.get_workflow(run).steps] == ["s1", "s2"]
+
+    first.kill()
+    lab.go(run, "s3")
+    lab.worker("second")
+    final = lab.client.wait_workflow(run, timeout=30)
+
+    assert final.status == "COMPLETED" and final.attempt == 2, final
+    expired = [h for h in lab.history(run) if h.kind == state_pb2.LEASE_EXPIRED]
+    assert len(expired) == 1 and expired[0].checkpoint_id == cp.id, "the expiry restored the checkpoint"
+    ran = Counter(e.step for e in lab.executions(run))
+    assert ran == {"s1": 1, "s2": 2, "s3": 2}, "steps after the checkpoint ran again; the one before did not"
+    results = step_results(final)
+    assert results["s1"]["worker"] == "first"
+    assert results["s2"]["worker"] == "second" and results["s3"]["worker"] == "second"
+    recorded = [h.step_name for h in lab.history(run) if h.kind == state_pb2.STEP_RECORDED]
+    assert recorded == ["s1", "s2", "s2", "s3"], recorded
