@@ -24,6 +24,7 @@ cairn.Worker(client, workflows=[order], concurrency=4, lease_timeout="10s").run(
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -133,7 +134,6 @@ class Context:
     token: int
     lease_id: str
     _client: Client
-    _lease_timeout: float
     valid_until: float
     # The lease's expiry as the leader stamped it (Unix seconds). A worker paused while its claim or a
     # heartbeat answer waited in the socket cannot tell from its monotonic clock; the wall clock can.
@@ -168,6 +168,12 @@ class Context:
         if time.monotonic() > self.valid_until or time.time() > self.expires_at:
             raise _Lost("the lease was not renewed before it ran out")
 
+    def _step_request_id(self, name: str) -> str:
+        """Derived from the lease and the step, so a retry after an unknown outcome is deduplicated; the name is
+        hashed because step names may hold spaces and non-ASCII that request ids may not."""
+        digest = hashlib.sha256(name.encode()).hexdigest()[:32]
+        return f"{self.lease_id}:{self.token}:step:{digest}"
+
     def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """The step's persisted result: recorded by an earlier attempt, or computed now and persisted first."""
         if not isinstance(name, str) or not name:
@@ -185,9 +191,7 @@ class Context:
             raise StepResultError(err.message) from None
         self.check_lease()
         try:
-            self._client.record_step(
-                self.workflow_id, self.token, name, result, request_id=f"{self.lease_id}:{self.token}:step:{name}"
-            )
+            self._client.record_step(self.workflow_id, self.token, name, result, request_id=self._step_request_id(name))
         except LeaseLostError as err:
             raise _Lost(err.message) from None
         persisted = from_value(value)
@@ -248,6 +252,11 @@ class Worker:
                 thread.join(max(0.0, deadline - time.monotonic()))
         while self.active_runs() and time.monotonic() < deadline:
             time.sleep(0.05)
+        with self._lock:
+            for ctx in self._active.values():
+                # Not finished in time: stop renewing; the run goes to another worker when its lease expires,
+                # and the handler stops at its next step.
+                ctx.lost = "the worker is stopping"
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def run(self) -> None:
@@ -264,6 +273,16 @@ class Worker:
     def active_runs(self) -> list[str]:
         with self._lock:
             return list(self._active)
+
+    def _renewable(self) -> bool:
+        with self._lock:
+            return any(not ctx.lost for ctx in self._active.values())
+
+    def _forget(self, ctx: Context) -> None:
+        with self._lock:
+            if self._active.get(ctx.workflow_id) is ctx:
+                del self._active[ctx.workflow_id]
+        self._slots.release()
 
     # ---- polling ---------------------------------------------------------------------------------
 
@@ -299,18 +318,21 @@ class Worker:
                 token=task.lease.fencing_token,
                 lease_id=task.lease.lease_id,
                 _client=self.client,
-                _lease_timeout=self.lease_timeout,
                 valid_until=time.monotonic() + self.lease_timeout,
                 expires_at=task.lease.expires_at.timestamp() if task.lease.expires_at else float("inf"),
             )
             with self._lock:
                 self._active[ctx.workflow_id] = ctx
-            self._pool.submit(self._execute, task, ctx)
+            try:
+                self._pool.submit(self._execute, task, ctx)
+            except RuntimeError:  # stop() shut the pool while this poll was out: leave the run to its lease
+                self._forget(ctx)
+                return
 
     # ---- heartbeats --------------------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        while not (self._stopping.is_set() and not self.active_runs()):
+        while not (self._stopping.is_set() and not self._renewable()):
             time.sleep(self.heartbeat_interval)
             with self._lock:
                 leases = [(wid, ctx.token) for wid, ctx in self._active.items() if not ctx.lost]
@@ -351,7 +373,15 @@ class Worker:
             except InvalidArgumentError as err:
                 raise StepResultError(f"the workflow's {err.message}") from None
             ctx.check_lease()
-            self.client.complete_workflow(wid, token, output, request_id=f"{rid}:complete")
+            try:
+                self.client.complete_workflow(wid, token, output, request_id=f"{rid}:complete")
+            except LeaseLostError:
+                raise
+            except CairnError as err:
+                # The workflow did finish; reporting it failed would run it again. Its lease will expire and the
+                # next attempt replays the recorded steps and completes it.
+                log.warning("run %s: could not record its completion (%s); its lease will expire", wid, err)
+                return
             self.completed += 1
         except (_Lost, LeaseLostError) as lost:
             self.dropped += 1
@@ -359,10 +389,7 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - a handler's failure must never crash the worker
             self._report_failure(ctx, exc, rid)
         finally:
-            with self._lock:
-                if self._active.get(wid) is ctx:
-                    del self._active[wid]
-            self._slots.release()
+            self._forget(ctx)
 
     def _report_failure(self, ctx: Context, exc: BaseException, rid: str) -> None:
         non_retryable = isinstance(exc, NonRetryableError | StepResultError)

@@ -21,6 +21,8 @@ from cairn import (
     LeaseLostError,
     NotFoundError,
     ResourceExhaustedError,
+    Worker,
+    workflow,
 )
 from cairn.v1 import workflow_pb2, workflow_pb2_grpc
 from cairn.wire import REASON_KEY, REASON_LEASE_LOST
@@ -210,3 +212,23 @@ def test_oversized_input_and_results_are_resource_exhausted(c: Client) -> None:
         c.complete_workflow("big-2", task.lease.fencing_token, big)
     run = c.get_workflow("big-2")
     assert run.status == "RUNNING" and run.steps == [] and run.version == task.run.version
+
+
+@workflow("names")
+def _names(ctx, input):
+    return [ctx.step(name, str.upper, name) for name in input]
+
+
+def test_step_names_with_spaces_and_non_ascii_are_persisted(c: Client) -> None:
+    """Step request ids are derived from the step name, which may hold what a request id may not."""
+    names = ["charge card", "débit", "x" * 200]
+    c.start_workflow("names", "names-1", input=names)
+    worker = Worker(c, [_names], concurrency=1, lease_timeout=5.0, poll_wait=1.0)
+    worker.start()
+    try:
+        run = c.wait_workflow("names-1", timeout=30)
+    finally:
+        worker.stop(5.0)
+    assert run.status == "COMPLETED" and run.attempt == 1, run.last_error
+    assert [s.name for s in run.steps] == names and run.output == [n.upper() for n in names]
+    assert worker.completed == 1 and worker.failed == 0

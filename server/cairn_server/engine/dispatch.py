@@ -30,6 +30,7 @@ class Dispatcher:
         self._cond = threading.Condition()
         self._claiming: set[str] = set()
         self._pending_seen = False
+        self._generation = 0
         machine.on_change(self._note_change)
         machine.on_committed(self._wake)
 
@@ -45,7 +46,14 @@ class Dispatcher:
     def wake(self) -> None:
         """Every waiting poll looks again (new work, or one of them lost its caller)."""
         with self._cond:
+            self._generation += 1
             self._cond.notify_all()
+
+    @property
+    def generation(self) -> int:
+        """Read before looking for work; `wait(since=...)` returns at once if anything woke polls meanwhile."""
+        with self._cond:
+            return self._generation
 
     @contextmanager
     def candidate(self, workflow_types: list[str], now_ns: int, skip: set[str]) -> Iterator[str | None]:
@@ -67,10 +75,12 @@ class Dispatcher:
             if best is not None:
                 with self._cond:
                     self._claiming.discard(best[1])
+                    self._generation += 1
                     self._cond.notify_all()
 
-    def wait(self, workflow_types: list[str], deadline: float) -> None:
-        """Until a run may have become ready, the earliest waiting one's ready time, or `deadline` (monotonic)."""
+    def wait(self, workflow_types: list[str], deadline: float, since: int) -> None:
+        """Until a run may have become ready, the earliest waiting one's ready time, or `deadline` (monotonic).
+        `since`: the generation read before the caller looked for work (no wake-up between is lost)."""
         now_ns = time.time_ns()
         soonest = min(
             (t for t in (queue.next_ready_time(self._machine.store, wt) for wt in workflow_types) if t is not None),
@@ -78,6 +88,7 @@ class Dispatcher:
         )
         timeout = max(0.0, deadline - time.monotonic())
         if soonest is not None:
-            timeout = min(timeout, max(0.001, (soonest - now_ns) / 1e9))
+            timeout = min(timeout, max(0.01, (soonest - now_ns) / 1e9))
         with self._cond:
-            self._cond.wait(min(timeout, _MAX_WAIT_SLICE))
+            if self._generation == since:
+                self._cond.wait(min(timeout, _MAX_WAIT_SLICE))

@@ -29,8 +29,9 @@ from cairn_server.internal import command_pb2
 
 from ..statemachine import FAILED_PRECONDITION, NOT_FOUND, OK, StateMachine, reject
 from ..storage import Batch, RocksStore
-from ..storage.keys import due_key, split_due_key
+from ..storage.keys import due_key
 from . import queue
+from .due import due_entries
 from .policy import after_failed_attempt
 
 
@@ -55,13 +56,7 @@ def drop_lease(batch: Batch, store: RocksStore, workflow_id: str) -> None:
 
 def due_leases(store: RocksStore, now_ns: int, limit: int) -> list[tuple[int, str]]:
     """(expiry, workflow id) of leases expired at `now_ns`, earliest first: a seek, not a scan of all runs."""
-    out: list[tuple[int, str]] = []
-    for key, _ in store.scan("lease_due"):
-        expires_ns, workflow_id = split_due_key(key)
-        if expires_ns > now_ns or len(out) >= limit:
-            break
-        out.append((expires_ns, workflow_id))
-    return out
+    return due_entries(store, "lease_due", now_ns, limit)
 
 
 def _lost(message: str, version: int = 0) -> command_pb2.ApplyResult:

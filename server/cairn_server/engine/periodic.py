@@ -19,7 +19,8 @@ from cairn_server.internal import command_pb2
 
 from ..statemachine import OK, StateMachine
 from ..storage import Batch, RocksStore
-from ..storage.keys import due_key, read_u64, split_due_key, u64
+from ..storage.keys import due_key, read_u64, u64
+from .due import due_entries
 
 
 def scheduled_due(store: RocksStore, workflow_id: str) -> int | None:
@@ -29,13 +30,7 @@ def scheduled_due(store: RocksStore, workflow_id: str) -> int | None:
 
 def due_checkpoints(store: RocksStore, now_ns: int, limit: int) -> list[tuple[int, str]]:
     """(due time, workflow id) of checkpoints due at `now_ns`, earliest first."""
-    out: list[tuple[int, str]] = []
-    for key, _ in store.scan("cp_due"):
-        due_ns, workflow_id = split_due_key(key)
-        if due_ns > now_ns or len(out) >= limit:
-            break
-        out.append((due_ns, workflow_id))
-    return out
+    return due_entries(store, "cp_due", now_ns, limit)
 
 
 def next_due(policy: command_pb2.Policy, state: state_pb2.WorkflowState, now_ns: int) -> int | None:

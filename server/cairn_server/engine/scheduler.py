@@ -123,6 +123,9 @@ class Scheduler:
                 restore = self._latest_checkpoint(wid)
                 if restore is not None:
                     entry.restore.CopyFrom(restore)
+                    if op.ByteSize() > self._config.limits.max_state_bytes:
+                        del op.leases[-1]  # one log entry stays within the state size cap; the rest next tick
+                        break
         if not op.leases:
             self._end("expire")(None, 0)
             return

@@ -240,6 +240,7 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
                 return workflow_pb2.PollWorkResponse(header=self._header())
             if not self.writer.replica.is_leader():
                 raise Unavailable("leadership moved while the poll waited; poll again", leader=None)
+            seen = self.dispatcher.generation
             with self.dispatcher.candidate(types, time.time_ns(), missed) as workflow_id:
                 if workflow_id is not None:
                     task = self._claim(request, context, workflow_id, lease_ns)
@@ -249,7 +250,7 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
                     continue
             if time.monotonic() >= deadline:
                 return workflow_pb2.PollWorkResponse(header=self._header())
-            self.dispatcher.wait(types, deadline)
+            self.dispatcher.wait(types, deadline, seen)
 
     def _claim(self, request, context, workflow_id: str, lease_ns: int) -> workflow_pb2.WorkTask | None:
         def build(cmd: command_pb2.Command, now: int) -> None:
