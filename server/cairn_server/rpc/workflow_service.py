@@ -16,7 +16,6 @@ from cairn.v1 import state_pb2, workflow_pb2, workflow_pb2_grpc
 from cairn_server.internal import command_pb2
 
 from .. import workflow
-from ..commands import new_command
 from ..config import Config
 from ..engine.dispatch import Dispatcher
 from ..engine.leases import get_lease
@@ -212,20 +211,11 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
     def PollWork(self, request: workflow_pb2.PollWorkRequest, context):
         types = self._validate_poll(request)
         if not self.writer.replica.is_leader():
-            return self.writer.forwarder.forward(
-                "PollWork", request, context, self.membership.leader_grpc(), workflow_pb2_grpc.WorkflowServiceStub
-            )
-        if request.request_id:  # a retry of a poll whose claim happened gets that claim back
-            probe = new_command(
-                self.config,
-                time.time_ns(),
-                request_id=request.request_id,
-                body_hash=workflow.body_hash("PollWork", request),
-            )
-            hit = self.machine.dedup_result(probe)
-            if hit is not None and hit.code == 0:
-                task = hit.task if _still_leased(hit.task) else None
-                return workflow_pb2.PollWorkResponse(task=task, header=self._header())
+            return self.writer.forward("PollWork", request, context, workflow_pb2_grpc.WorkflowServiceStub)
+        hit = self.writer.recorded("PollWork", request)  # a retried poll whose claim happened gets that claim back
+        if hit is not None and hit.code == 0:
+            task = hit.task if _still_leased(hit.task) else None
+            return workflow_pb2.PollWorkResponse(task=task, header=self._header())
         remaining = context.time_remaining()
         budget = min(request.wait_ms / 1000, self.config.execution.max_poll_wait)
         if remaining is not None:

@@ -56,8 +56,21 @@ class Writer:
         """A validated write: on a follower, the leader's answer relayed; on the leader, `respond(result)`."""
         workflow.validate_request_id(request.request_id)
         if not self.replica.is_leader():
-            return self.forwarder.forward(method, request, context, self.membership.leader_grpc(), stub)
+            return self.forward(method, request, context, stub)
         return respond(self.propose(method, request, context, build, timeout=timeout, dedup=dedup))
+
+    def forward(self, method: str, request: Any, context: grpc.ServicerContext, stub: Callable[[grpc.Channel], Any]):
+        """On a follower: the leader's answer to the unchanged request (deadline kept)."""
+        return self.forwarder.forward(method, request, context, self.membership.leader_grpc(), stub)
+
+    def recorded(self, method: str, request: Any) -> command_pb2.ApplyResult | None:
+        """The recorded result of this request id and body, when it was applied already (a retry)."""
+        if not request.request_id:
+            return None
+        probe = command_pb2.Command(
+            request_id=request.request_id, body_hash=workflow.body_hash(method, request), time_ns=time.time_ns()
+        )
+        return self.machine.dedup_result(probe)
 
     def propose(
         self,
