@@ -77,7 +77,7 @@ class Node:
             is_leader=lambda: self.replica.is_leader(),
             propose=lambda payload, callback: self.replica.propose_async(payload, callback),
         )
-        self.journal = RocksJournal(self.store, sync=config.state_storage.durability == "fsync")
+        self.journal = RocksJournal(self.store, sync=config.state_storage.durability == "fsync", on_fatal=self._fatal)
         self.snapshots = Snapshots(self.store, self.machine, self.journal, data_dir, on_fatal=self._fatal)
         self.replica = Replica(
             self_address=cluster.raft_address,

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from cairn.v1 import state_pb2
 from cairn_server.internal import command_pb2
 
+from .. import clock
 from ..statemachine import StateMachine
 from ..storage import Batch
 from . import queue
@@ -81,7 +82,7 @@ class Dispatcher:
     def wait(self, workflow_types: list[str], deadline: float, since: int) -> None:
         """Until a run may have become ready, the earliest waiting one's ready time, or `deadline` (monotonic).
         `since`: the generation read before the caller looked for work (no wake-up between is lost)."""
-        now_ns = time.time_ns()
+        now_ns = clock.now_ns()
         soonest = min(
             (t for t in (queue.next_ready_time(self._machine.store, wt) for wt in workflow_types) if t is not None),
             default=None,

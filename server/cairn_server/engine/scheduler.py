@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from cairn_server.internal import command_pb2
 
-from .. import workflow
+from .. import clock, workflow
 from ..commands import new_command
 from ..config import Config
 from ..statemachine import StateMachine
@@ -41,7 +41,7 @@ class Scheduler:
         config: Config,
         is_leader: Callable[[], bool],
         propose: Propose,
-        clock: Callable[[], int] = time.time_ns,
+        clock: Callable[[], int] = clock.now_ns,
     ):
         self._machine = machine
         self._config = config

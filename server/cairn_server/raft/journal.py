@@ -6,7 +6,14 @@ caps the file at 4 GiB. Here:
 - entries are written in WriteBatches; with durability "fsync" a batch is synced to disk before
   this node acknowledges it (followers) or counts itself towards a commit (leader);
 - compaction and truncation are single range deletes, atomic across a crash;
-- term and vote are synced immediately, before any vote or heartbeat that reflects them is sent.
+- term and vote are synced immediately, before any vote or heartbeat that reflects them is sent;
+- a write or sync that fails stops the node (`on_fatal`): after a failed fsync the kernel may have
+  dropped the dirty pages, so retrying and acknowledging would claim durability we do not have (the
+  "fsyncgate" lesson). The node restarts from what is really on disk and catches up from its peers.
+
+Failpoints (failpoints.py): `journal.sync` before each sync (slow or failing fsync), `journal.compact`
+and `journal.compact.written` around compaction. With CAIRN_FAILPOINTS_TRACE set, every sync is traced
+as `journal.synced` (or `journal.written` without fsync) with the last Raft index it covers.
 
 Entries between compactions are also held in memory (pysyncobj indexes the journal by position),
 which the snapshot threshold bounds.
@@ -15,9 +22,11 @@ which the snapshot threshold bounds.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from pysyncobj.journal import Journal
 
+from .. import failpoints
 from ..storage import Batch, RocksStore
 from ..storage.keys import read_u64, u64
 
@@ -26,11 +35,17 @@ _TERM, _VOTE, _COMMIT = b"term", b"voted_for", b"commit_index"
 Entry = tuple[bytes, int, int]  # (command, raft index, term), as pysyncobj expects
 
 
+def _raise(reason: str) -> None:
+    raise OSError(reason)
+
+
 class RocksJournal(Journal):
-    def __init__(self, store: RocksStore, *, sync: bool):
+    def __init__(self, store: RocksStore, *, sync: bool, on_fatal: Callable[[str], None] = _raise):
         self._store = store
         self._sync = sync
+        self._on_fatal = on_fatal
         self._pending: Batch | None = None
+        self._pending_last = 0  # highest Raft index in the pending batch (for the trace)
         self._lock = threading.RLock()
         self._entries: list[Entry] = []
         for key, value in store.scan("raftlog"):
@@ -53,25 +68,40 @@ class RocksJournal(Journal):
         """Make everything added so far durable; called before any acknowledgement is sent."""
         with self._lock:
             batch, self._pending = self._pending, None
+            last, self._pending_last = self._pending_last, 0
             if batch is not None and len(batch):
-                self._store.write(batch, sync=self._sync)
+                self._persist(batch, last)
 
-    def _write(self, fill, *, force_sync: bool = False) -> None:
+    def _write(self, fill, *, force_sync: bool = False, last: int = 0) -> None:
         with self._lock:
             if self._pending is not None and not force_sync:
                 fill(self._pending)
+                self._pending_last = max(self._pending_last, last)
                 return
             if self._pending is not None:
                 self.flush()
             batch = self._store.batch()
             fill(batch)
-            self._store.write(batch, sync=self._sync)
+            self._persist(batch, last)
+
+    def _persist(self, batch: Batch, last: int) -> None:
+        """Write (and with durability fsync, sync) one batch; any failure stops the node."""
+        try:
+            self._store.write(batch)
+            if self._sync:
+                failpoints.hit("journal.sync")
+                self._store.sync_wal()
+        except Exception as exc:
+            self._on_fatal(f"Raft journal write failed ({exc}); entries that may not be durable are never acknowledged")
+            raise
+        if failpoints.tracing():
+            failpoints.trace("journal.synced" if self._sync else "journal.written", last_index=last)
 
     # ---- pysyncobj's Journal interface ----------------------------------------------------------
 
     def add(self, command: bytes, idx: int, term: int) -> None:
         command = bytes(command)
-        self._write(lambda b: b.put("raftlog", u64(idx), u64(term) + command))
+        self._write(lambda b: b.put("raftlog", u64(idx), u64(term) + command), last=idx)
         self._entries.append((command, idx, term))
 
     def clear(self) -> None:
@@ -90,8 +120,10 @@ class RocksJournal(Journal):
         """Drop entries at positions < entryTo (compaction after a snapshot)."""
         if entryTo <= 0 or not self._entries:
             return
+        failpoints.hit("journal.compact")
         end = self._entries[entryTo][1] if entryTo < len(self._entries) else self._entries[-1][1] + 1
         self._write(lambda b: b.delete_range("raftlog", u64(0), u64(end)))
+        failpoints.hit("journal.compact.written")
         self._entries = self._entries[entryTo:]
 
     def __getitem__(self, item):  # int or slice, as pysyncobj uses it

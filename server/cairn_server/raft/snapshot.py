@@ -31,6 +31,7 @@ from pysyncobj.config import SERIALIZER_STATE
 
 from cairn_server.internal import snapshot_pb2
 
+from .. import clock
 from ..statemachine import APPLIED_KEY, StateMachine
 from ..storage import STATE_CFS, RocksStore
 from ..storage.keys import u64
@@ -194,7 +195,7 @@ class Snapshots:
             last=_entry_ref(last),
             previous=_entry_ref(previous),
             cluster=sorted(str(getattr(n, "address", n)) for n in cluster),
-            created_ns=time.time_ns(),
+            created_ns=clock.now_ns(),
         )
         with self._lock:
             self._state = SERIALIZER_STATE.SERIALIZING

@@ -15,7 +15,7 @@ import grpc
 from cairn.v1 import state_pb2, workflow_pb2, workflow_pb2_grpc
 from cairn_server.internal import command_pb2
 
-from .. import workflow
+from .. import clock, workflow
 from ..config import Config
 from ..engine.dispatch import Dispatcher
 from ..engine.leases import get_lease
@@ -231,7 +231,7 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
             if not self.writer.replica.is_leader():
                 raise Unavailable("leadership moved while the poll waited; poll again", leader=None)
             seen = self.dispatcher.generation
-            with self.dispatcher.candidate(types, time.time_ns(), missed) as workflow_id:
+            with self.dispatcher.candidate(types, clock.now_ns(), missed) as workflow_id:
                 if workflow_id is not None:
                     task = self._claim(request, context, workflow_id, lease_ns)
                     if task is not None:

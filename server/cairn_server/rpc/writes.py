@@ -4,7 +4,6 @@ stamp the command, answer a retry from its dedup record, propose, and turn a rej
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +12,7 @@ import grpc
 from cairn.v1 import state_pb2_grpc
 from cairn_server.internal import command_pb2
 
-from .. import workflow
+from .. import clock, workflow
 from ..commands import new_command
 from ..config import Config
 from ..errors import ResourceExhausted, error_for_code
@@ -68,7 +67,7 @@ class Writer:
         if not request.request_id:
             return None
         probe = command_pb2.Command(
-            request_id=request.request_id, body_hash=workflow.body_hash(method, request), time_ns=time.time_ns()
+            request_id=request.request_id, body_hash=workflow.body_hash(method, request), time_ns=clock.now_ns()
         )
         return self.machine.dedup_result(probe)
 
@@ -85,7 +84,7 @@ class Writer:
         """On the leader: stamp, propose and wait for the apply result (a rejection raises its error).
 
         `dedup=False` is for idempotent writes only: no request id, so no dedup record is kept."""
-        now = time.time_ns()
+        now = clock.now_ns()
         cmd = new_command(
             self.config,
             now,

@@ -121,7 +121,11 @@ class RocksStore:
         # flush_wal(sync=True) gives the same durability (the batch is in the WAL) and releases it.
         self._db.write(batch._wb, self._nosync)
         if sync:
-            self._db.flush_wal(True)
+            self.sync_wal()
+
+    def sync_wal(self) -> None:
+        """fsync the write-ahead log: everything written before is then on disk."""
+        self._db.flush_wal(True)
 
     def get(self, cf: str, key: bytes) -> bytes | None:
         return self._cfs[cf].get(key)
