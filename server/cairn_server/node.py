@@ -68,7 +68,7 @@ class Node:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.store = RocksStore(data_dir / "db")
         self.machine = StateMachine(self.store)
-        engine.install(self.machine)
+        renewals = engine.install(self.machine)
         self.dispatcher = Dispatcher(self.machine)
         # Before the replica: its role callback (leadership -> the scheduler's grace clock) may fire at once.
         self.scheduler = Scheduler(
@@ -76,6 +76,7 @@ class Node:
             config=config,
             is_leader=lambda: self.replica.is_leader(),
             propose=lambda payload, callback: self.replica.propose_async(payload, callback),
+            renewals=renewals,
         )
         self.journal = RocksJournal(self.store, sync=config.state_storage.durability == "fsync", on_fatal=self._fatal)
         self.snapshots = Snapshots(self.store, self.machine, self.journal, data_dir, on_fatal=self._fatal)

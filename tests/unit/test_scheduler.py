@@ -11,12 +11,16 @@ from pathlib import Path
 import pytest
 
 from cairn.v1 import state_pb2
+from cairn_server import engine
 from cairn_server.commands import new_command
 from cairn_server.config import Config, parse_config
+from cairn_server.engine import leases as leases_module
 from cairn_server.engine import scheduler as scheduler_module
+from cairn_server.engine.leases import RenewalTimes
 from cairn_server.engine.scheduler import Scheduler
 from cairn_server.internal import command_pb2
 from cairn_server.statemachine import OK, StateMachine
+from cairn_server.storage import RocksStore
 from tests.unit.test_engine import LEASE, SEC, T0, new_machine, run_of
 
 GRACE_S = LEASE / SEC
@@ -35,13 +39,18 @@ class Clocks:
 
 
 class Harness:
-    def __init__(self, machine: StateMachine, config: Config, clocks: Clocks):
+    def __init__(self, machine: StateMachine, config: Config, clocks: Clocks, renewals: RenewalTimes | None = None):
         self.machine, self.config, self.clocks = machine, config, clocks
         self.index = 10
         self.proposed: list[command_pb2.Command] = []
         self.hold = False  # True: proposals stay in flight (never answered)
         self.scheduler = Scheduler(
-            machine=machine, config=config, is_leader=lambda: True, propose=self.propose, clock=lambda: clocks.wall
+            machine=machine,
+            config=config,
+            is_leader=lambda: True,
+            propose=self.propose,
+            clock=lambda: clocks.wall,
+            renewals=renewals,
         )
 
     def propose(self, payload: bytes, done) -> None:
@@ -91,6 +100,7 @@ def config_for(tmp_path: Path, **sections) -> Config:
 def clocks(monkeypatch) -> Clocks:
     c = Clocks()
     monkeypatch.setattr(scheduler_module, "time", types.SimpleNamespace(monotonic=lambda: c.mono))
+    monkeypatch.setattr(leases_module, "time", types.SimpleNamespace(monotonic=lambda: c.mono))
     return c
 
 
@@ -201,3 +211,48 @@ def test_due_periodic_checkpoints_are_taken_once(tmp_path: Path, machine: StateM
     clocks.advance(600)
     h.scheduler.tick()
     assert len(machine.checkpoints("w")) == 1 and h.scheduler.checkpointed == 1
+
+
+@pytest.mark.parametrize("jump_s", [60.0, 3600.0])
+def test_a_wall_clock_jumped_forward_never_expires_a_lease_early(tmp_path: Path, clocks: Clocks, jump_s: float) -> None:
+    """The leader has been in office for ages, so no grace applies: only the renewal time holds expiry back."""
+    store = RocksStore(tmp_path / "db")
+    machine = StateMachine(store)
+    renewals = engine.install(machine)
+    h = Harness(machine, config_for(tmp_path), clocks, renewals)
+    h.scheduler.on_leadership(True)
+    clocks.advance(10 * GRACE_S)
+    h.start_and_claim("w")
+    clocks.wall += int(jump_s * SEC)  # NTP or an operator moves the leader's clock; monotonic time does not move
+    h.scheduler.tick()
+    clocks.advance(GRACE_S - 0.01)
+    h.scheduler.tick()
+    assert h.proposed == [] and run_of(machine, "w").status == state_pb2.RUNNING
+    clocks.advance(0.01)  # a full lease duration after the claim was applied here
+    h.scheduler.tick()
+    assert len(h.proposed) == 1 and run_of(machine, "w").status == state_pb2.PENDING
+    store.close()
+
+
+def test_a_heartbeat_restarts_the_wait_for_that_lease(tmp_path: Path, clocks: Clocks) -> None:
+    store = RocksStore(tmp_path / "db")
+    machine = StateMachine(store)
+    renewals = engine.install(machine)
+    h = Harness(machine, config_for(tmp_path), clocks, renewals)
+    h.scheduler.on_leadership(True)
+    clocks.advance(10 * GRACE_S)
+    token = h.start_and_claim("w")
+    clocks.advance(GRACE_S / 2)
+
+    def beat(cmd: command_pb2.Command) -> None:
+        cmd.heartbeat.leases.add(workflow_id="w", fencing_token=token)
+
+    assert h.apply(beat).code == OK
+    clocks.wall += int(30 * SEC)
+    clocks.advance(GRACE_S - 0.01)  # past the claim's duration, not yet past the heartbeat's
+    h.scheduler.tick()
+    assert h.proposed == []
+    clocks.advance(0.01)
+    h.scheduler.tick()
+    assert len(h.proposed) == 1
+    store.close()

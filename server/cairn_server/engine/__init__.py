@@ -4,16 +4,19 @@ leader's scheduler. Apply handlers here are registered with the StateMachine (`i
 from __future__ import annotations
 
 from ..statemachine import StateMachine
-from .leases import LeaseOps
+from .leases import LeaseOps, RenewalTimes
 from .periodic import PeriodicCheckpoints
 from .runs import RunOps
 
 
-def install(machine: StateMachine) -> None:
-    """Register every engine operation and hook with the state machine (once per machine)."""
+def install(machine: StateMachine) -> RenewalTimes:
+    """Register every engine operation and hook with the state machine (once per machine); returns the
+    lease renewal times the leader's scheduler decides expiries by."""
     RunOps(machine).install()
-    LeaseOps(machine).install()
+    leases = LeaseOps(machine)
+    leases.install()
     PeriodicCheckpoints(machine).install()
+    return leases.renewals
 
 
-__all__ = ["install"]
+__all__ = ["RenewalTimes", "install"]

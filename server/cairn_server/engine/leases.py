@@ -16,12 +16,19 @@
   matches and whose expiry the command's time has reached ends; the run goes back to PENDING with
   attempt + 1 (recovery.auto_recovery) or to QUARANTINED (auto_recovery off, or max_attempts used), and
   in checkpoint mode (recovery.resume_from) its state is first restored to its latest checkpoint.
-  Apply compares only the command's stamped time with the stored expiry, never its own clock. The
-  leader-change grace (no expiry of a predecessor's lease until a full lease duration after taking
-  office) lives in scheduler.py.
+  Apply compares only the command's stamped time with the stored expiry, never its own clock.
+- When to propose an expiry is the leader's decision (scheduler.py), made on its monotonic clock so that a
+  wall-clock skew or jump cannot expire a lease early: `RenewalTimes` remembers when this node applied
+  each lease's latest grant or extension, which is after its worker sent it, and the scheduler waits a
+  full lease duration from there. A lease this node has not seen renewed (it restarted, or installed a
+  snapshot) falls back to the leader-change grace: a full duration after taking office.
 """
 
 from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
 
 from cairn.v1 import state_pb2, workflow_pb2
 from cairn.wire import REASON_LEASE_LOST
@@ -97,12 +104,38 @@ def lease_lost(
     return None
 
 
+class RenewalTimes:
+    """Monotonic time at which this node applied each lease's current expiry. Not replicated and never read
+    by apply: only the leader's scheduler uses it, to decide when an expiry may be proposed."""
+
+    def __init__(self, limit: int = 200_000):
+        self._at: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._limit = limit  # a forgotten lease only falls back to the leader-change grace
+        self._lock = threading.Lock()
+
+    def note(self, workflow_id: str, expires_ns: int) -> None:
+        with self._lock:
+            self._at[workflow_id] = (expires_ns, time.monotonic())
+            self._at.move_to_end(workflow_id)
+            while len(self._at) > self._limit:
+                self._at.popitem(last=False)
+
+    def elapsed(self, workflow_id: str, expires_ns: int) -> float | None:
+        """Seconds since this node applied the lease with this expiry; None if it has not seen that one."""
+        with self._lock:
+            seen = self._at.get(workflow_id)
+        if seen is None or seen[0] != expires_ns:
+            return None
+        return time.monotonic() - seen[1]
+
+
 class LeaseOps:
     """Apply handlers for claim, heartbeat and expiry."""
 
-    def __init__(self, machine: StateMachine):
+    def __init__(self, machine: StateMachine, renewals: RenewalTimes | None = None):
         self.m = machine
         self.store = machine.store
+        self.renewals = renewals if renewals is not None else RenewalTimes()
 
     def install(self) -> None:
         self.m.register("claim_run", self.claim)
@@ -137,6 +170,7 @@ class LeaseOps:
         lease.granted_at.FromNanoseconds(cmd.time_ns)
         lease.expires_at.FromNanoseconds(op.expires_ns)
         put_lease(batch, op.workflow_id, lease, get_lease(self.store, op.workflow_id))
+        self.renewals.note(op.workflow_id, op.expires_ns)
         change = state_pb2.StateChange(kind=state_pb2.RUN_CLAIMED)
         result = self.m.write_version(cmd, batch, state, workflow_id=op.workflow_id, change=change, run=new_run)
         return command_pb2.ApplyResult(
@@ -158,6 +192,7 @@ class LeaseOps:
                 extended.CopyFrom(lease)
                 extended.expires_at.FromNanoseconds(cmd.time_ns + lease.duration_ms * 1_000_000)
                 put_lease(batch, ref.workflow_id, extended, lease)
+                self.renewals.note(ref.workflow_id, extended.expires_at.ToNanoseconds())
                 result.extended = True
                 result.expires_at.CopyFrom(extended.expires_at)
             outcome.results.append(result)

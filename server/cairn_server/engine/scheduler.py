@@ -6,9 +6,13 @@ PeriodicCheckpointsOp at a time, each with up to execution.scheduler_batch entri
 entry (token, expiry against the command's stamped time, scheduled due time), so a stale view or a
 re-proposal never expires a live lease or takes a second checkpoint for one due time.
 
-Leader-change grace: a new leader does not expire a lease until a full lease duration after it took
-office. Leader clocks differ; a lease granted or extended by the predecessor may carry an expiry stamped by
-a clock ahead of this one, but it cannot outlive its duration from the moment this leader took office.
+No early expiry, whatever the wall clocks do: a lease is proposed for expiry only when it is due by the
+leader's wall clock AND a full lease duration has passed on this node's monotonic clock since it applied
+the lease's latest grant or extension (leases.RenewalTimes) -- which happened after the worker sent it, so
+the worker's own deadline (measured on its monotonic clock from before sending) has passed too. A lease
+this node has not seen renewed falls back to the leader-change grace: a full lease duration after taking
+office. A clock jumped forward therefore cannot expire anything early; a clock jumped back delays expiry
+(apply still requires the stamped time to reach the stored expiry) by the size of the jump.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from ..commands import new_command
 from ..config import Config
 from ..statemachine import StateMachine
 from . import periodic
-from .leases import due_leases, get_lease
+from .leases import RenewalTimes, due_leases, get_lease
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,9 @@ class Scheduler:
         is_leader: Callable[[], bool],
         propose: Propose,
         clock: Callable[[], int] = clock.now_ns,
+        renewals: RenewalTimes | None = None,
     ):
+        self._renewals = renewals if renewals is not None else RenewalTimes()
         self._machine = machine
         self._config = config
         self._is_leader = is_leader
@@ -113,8 +119,12 @@ class Scheduler:
         in_office = self._in_office()
         for expires_ns, wid in due_leases(self._machine.store, now, batch):
             lease = get_lease(self._machine.store, wid)
-            if lease is None or in_office < lease.duration_ms / 1000:
-                continue  # leader-change grace
+            if lease is None:
+                continue
+            since_renewal = self._renewals.elapsed(wid, lease.expires_at.ToNanoseconds())
+            waited = since_renewal if since_renewal is not None else in_office  # else: leader-change grace
+            if waited < lease.duration_ms / 1000:
+                continue
             entry = op.leases.add(workflow_id=wid, fencing_token=lease.fencing_token)
             late = (now - expires_ns) / 1e9
             if late > rc.max_recovery_time:
