@@ -22,6 +22,7 @@ from .config import Config
 from .engine.dispatch import Dispatcher
 from .engine.scheduler import Scheduler
 from .forwarding import Forwarder
+from .integrity import open_verified
 from .membership import Membership
 from .raft.barrier import ReadBarrier
 from .raft.journal import RocksJournal
@@ -33,7 +34,6 @@ from .rpc.state_service import NodeService, StateService
 from .rpc.workflow_service import WorkflowService
 from .rpc.writes import Writer
 from .statemachine import StateMachine
-from .storage import RocksStore
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ class Node:
 
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = RocksStore(data_dir / "db")
+        opened = open_verified(data_dir, on_error=self._fatal)
+        self.store = opened.store
         self.machine = StateMachine(self.store)
         renewals = engine.install(self.machine)
         self.dispatcher = Dispatcher(self.machine)
@@ -78,7 +79,12 @@ class Node:
             propose=lambda payload, callback: self.replica.propose_async(payload, callback),
             renewals=renewals,
         )
-        self.journal = RocksJournal(self.store, sync=config.state_storage.durability == "fsync", on_fatal=self._fatal)
+        self.journal = RocksJournal(
+            self.store,
+            sync=config.state_storage.durability == "fsync",
+            on_fatal=self._fatal,
+            vote_file=data_dir / "raft-vote.json",
+        )
         self.snapshots = Snapshots(self.store, self.machine, self.journal, data_dir, on_fatal=self._fatal)
         self.replica = Replica(
             self_address=cluster.raft_address,
@@ -89,6 +95,7 @@ class Node:
             snapshots=self.snapshots,
             tuning=config.raft,
             on_state_changed=self._on_role_changed,
+            rejoining=opened.rebuilt_because is not None,
         )
         self.barrier = ReadBarrier(self.replica, retry_after=max(0.2, config.raft.election_timeout / 2))
         self.forwarder = Forwarder(config.limits.request_timeout)

@@ -25,7 +25,7 @@ from cairn.v1 import state_pb2
 from cairn_server.internal import command_pb2
 
 from . import workflow
-from .storage import Batch, RocksStore
+from .storage import Batch, RocksStore, StorageError
 from .storage.keys import checkpoint_key, history_key, read_u64, u64, workflow_prefix
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,10 @@ class StateMachine:
                 result = self._execute(cmd, batch, index)
                 self._record_dedup(cmd, result, batch)
             self._purge_dedup(cmd.time_ns, batch)
+        except StorageError:
+            # The disk, not the command: a rejection here would let this replica diverge from the others.
+            log.critical("RocksDB read failed while applying entry %d; stopping the node", index, exc_info=True)
+            os._exit(74)
         except Exception as exc:  # see module docstring
             log.exception("apply of entry %d failed; recorded as rejected", index)
             batch = self.store.batch()

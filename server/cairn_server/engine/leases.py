@@ -20,8 +20,7 @@
 - When to propose an expiry is the leader's decision (scheduler.py), made on its monotonic clock so that a
   wall-clock skew or jump cannot expire a lease early: `RenewalTimes` remembers when this node applied
   each lease's latest grant or extension, which is after its worker sent it, and the scheduler waits a
-  full lease duration from there. A lease this node has not seen renewed (it restarted, or installed a
-  snapshot) falls back to the leader-change grace: a full duration after taking office.
+  full lease duration from there, besides the leader-change grace (a full duration after taking office).
 """
 
 from __future__ import annotations

@@ -6,13 +6,16 @@ PeriodicCheckpointsOp at a time, each with up to execution.scheduler_batch entri
 entry (token, expiry against the command's stamped time, scheduled due time), so a stale view or a
 re-proposal never expires a live lease or takes a second checkpoint for one due time.
 
-No early expiry, whatever the wall clocks do: a lease is proposed for expiry only when it is due by the
-leader's wall clock AND a full lease duration has passed on this node's monotonic clock since it applied
-the lease's latest grant or extension (leases.RenewalTimes) -- which happened after the worker sent it, so
-the worker's own deadline (measured on its monotonic clock from before sending) has passed too. A lease
-this node has not seen renewed falls back to the leader-change grace: a full lease duration after taking
-office. A clock jumped forward therefore cannot expire anything early; a clock jumped back delays expiry
-(apply still requires the stamped time to reach the stored expiry) by the size of the jump.
+A lease is proposed for expiry only when all three hold:
+- it is due by the leader's wall clock (the stamped expiry);
+- leader-change grace: this node has been leader for a full lease duration (workers cut off by the
+  election get that long to reach the new leader and renew);
+- no early expiry, whatever the wall clocks do: a full lease duration has passed on this node's monotonic
+  clock since it applied the lease's latest grant or extension (leases.RenewalTimes), which happened after
+  the worker sent it, so the worker's own deadline (measured on its monotonic clock from before sending)
+  has passed too. (A lease this node has not seen renewed is covered by the grace alone.)
+A clock jumped forward therefore cannot expire anything early; a clock jumped back delays expiry (apply
+still requires the stamped time to reach the stored expiry) by the size of the jump.
 """
 
 from __future__ import annotations
@@ -122,9 +125,9 @@ class Scheduler:
             if lease is None:
                 continue
             since_renewal = self._renewals.elapsed(wid, lease.expires_at.ToNanoseconds())
-            waited = since_renewal if since_renewal is not None else in_office  # else: leader-change grace
+            waited = in_office if since_renewal is None else min(in_office, since_renewal)
             if waited < lease.duration_ms / 1000:
-                continue
+                continue  # the leader-change grace, and a full duration since this node saw the renewal
             entry = op.leases.add(workflow_id=wid, fencing_token=lease.fencing_token)
             late = (now - expires_ns) / 1e9
             if late > rc.max_recovery_time:

@@ -6,7 +6,9 @@ caps the file at 4 GiB. Here:
 - entries are written in WriteBatches; with durability "fsync" a batch is synced to disk before
   this node acknowledges it (followers) or counts itself towards a commit (leader);
 - compaction and truncation are single range deletes, atomic across a crash;
-- term and vote are synced immediately, before any vote or heartbeat that reflects them is sent;
+- term and vote are synced immediately, before any vote or heartbeat that reflects them is sent, and
+  also kept in a small file beside the database (`vote_file`), so that a node whose database is found
+  corrupt and rebuilt still remembers its vote (voting twice in one term could elect two leaders);
 - a write or sync that fails stops the node (`on_fatal`): after a failed fsync the kernel may have
   dropped the dirty pages, so retrying and acknowledging would claim durability we do not have (the
   "fsyncgate" lesson). The node restarts from what is really on disk and catches up from its peers.
@@ -21,14 +23,20 @@ which the snapshot threshold bounds.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from pysyncobj.journal import Journal
 
 from .. import failpoints
 from ..storage import Batch, RocksStore
 from ..storage.keys import read_u64, u64
+
+log = logging.getLogger(__name__)
 
 _TERM, _VOTE, _COMMIT = b"term", b"voted_for", b"commit_index"
 
@@ -40,10 +48,18 @@ def _raise(reason: str) -> None:
 
 
 class RocksJournal(Journal):
-    def __init__(self, store: RocksStore, *, sync: bool, on_fatal: Callable[[str], None] = _raise):
+    def __init__(
+        self,
+        store: RocksStore,
+        *,
+        sync: bool,
+        on_fatal: Callable[[str], None] = _raise,
+        vote_file: Path | None = None,
+    ):
         self._store = store
         self._sync = sync
         self._on_fatal = on_fatal
+        self._vote_file = vote_file
         self._pending: Batch | None = None
         self._pending_last = 0  # highest Raft index in the pending batch (for the trace)
         self._lock = threading.RLock()
@@ -56,6 +72,37 @@ class RocksJournal(Journal):
         self._voted_for = raw_vote.decode() if raw_vote else None
         raw_commit = store.get("raftmeta", _COMMIT)
         self._commit = read_u64(raw_commit) if raw_commit else 0
+        saved = self._read_vote_file()
+        if saved is not None and saved[0] > self._term:
+            log.warning("term %d and vote %r taken from %s (the database had term %d)", *saved, vote_file, self._term)
+            self._term, self._voted_for = saved
+
+    def _read_vote_file(self) -> tuple[int, str | None] | None:
+        if self._vote_file is None or not self._vote_file.exists():
+            return None
+        try:
+            doc = json.loads(self._vote_file.read_text())
+            return int(doc["term"]), doc["voted_for"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("ignoring unreadable %s: %s", self._vote_file, exc)
+            return None
+
+    def _write_vote_file(self, term: int, voted_for: str | None) -> None:
+        if self._vote_file is None:
+            return
+        tmp = self._vote_file.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"term": term, "voted_for": voted_for}, f)
+            if self._sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, self._vote_file)
+        if self._sync:
+            fd = os.open(self._vote_file.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     # ---- batching: one fsync for everything a tick or a message added ------------------------
 
@@ -156,6 +203,12 @@ class RocksJournal(Journal):
                 b.put("raftmeta", _VOTE, str(votedForNodeId).encode())
 
         self._write(fill, force_sync=True)
+        vote = None if votedForNodeId is None else str(votedForNodeId)
+        try:
+            self._write_vote_file(term, vote)
+        except OSError as exc:
+            self._on_fatal(f"writing {self._vote_file} failed ({exc}); a vote must be durable before it is sent")
+            raise
         self._term, self._voted_for = term, votedForNodeId
 
     def getCurrentTerm(self) -> int:

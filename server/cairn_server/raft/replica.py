@@ -5,6 +5,12 @@ Overrides of pysyncobj 0.3.17 internals (name-mangled; the version is pinned and
   leader cannot "commit" (and acknowledge) its own never-replicated entries.
 - Durability: journal writes made while handling a message or proposing are batched and synced
   before this node acknowledges (`__sendNextNodeIdx`) or counts itself towards a commit.
+- Rejoining after data loss (`rejoining=True`: the node found its data corrupt and started empty): it
+  neither votes nor campaigns until it has caught up to a commit index learned from a leader at least
+  two election timeouts after it started; entries it acknowledged before the loss may be counted in a
+  commit, and a vote for a candidate without them could elect a leader that lost them. A leader lowers a
+  follower's match index when the follower answers "reset" (its log does not hold what the leader
+  thought), so an acknowledgement the follower has since lost stops counting towards commits.
 """
 
 from __future__ import annotations
@@ -78,9 +84,15 @@ class Replica(SyncObj):
         snapshots: Snapshots,
         tuning: RaftConfig,
         on_state_changed: Callable[[int, int], None] | None = None,
+        rejoining: bool = False,
     ):
         self._machine = machine
         self._journal = journal
+        self._rejoining = rejoining
+        self._rejoin_learn_after = time.monotonic() + 2 * tuning.election_timeout
+        self._rejoin_target: int | None = None
+        if rejoining:
+            log.warning("rejoining with empty data: not voting until caught up from a leader")
         self._peer_addresses = list(peer_addresses)
         conf = SyncObjConf(
             password=secret,
@@ -203,7 +215,34 @@ class Replica(SyncObj):
 
     # ---- overrides of pysyncobj internals ------------------------------------------------------
 
+    @property
+    def rejoining(self) -> bool:
+        return self._rejoining
+
+    def _rejoin_progress(self, message: dict) -> bool:
+        """While rejoining: False for a vote request (ignored); learns the catch-up target from a leader."""
+        kind = message.get("type")
+        if kind == "request_vote":
+            return False
+        learn = self._rejoin_target is None and time.monotonic() >= self._rejoin_learn_after
+        if learn and kind == "append_entries" and message.get("term", -1) >= self.raftCurrentTerm:
+            self._rejoin_target = message.get("commit_index", 0)
+        return True
+
+    def _onTick(self, timeToWait=0.0):
+        if self._rejoining:
+            if self._rejoin_target is not None and self.raftLastApplied >= self._rejoin_target:
+                self._rejoining = False
+                log.warning("caught up to index %d after rejoining: voting again", self._rejoin_target)
+            else:
+                self._SyncObj__raftElectionDeadline = pso.monotonicTime() + 3600  # never campaign meanwhile
+        SyncObj._onTick(self, timeToWait)
+
     def _SyncObj__onMessageReceived(self, node, message):
+        if self._rejoining and not self._rejoin_progress(message):
+            return
+        if message.get("type") == "next_node_idx" and message.get("reset") and not message.get("success"):
+            self._lower_match_index(node, message.get("next_node_idx"))
         self._journal.begin()
         try:
             if message.get("type") == "append_entries" and message.get("term", -1) >= self.raftCurrentTerm:
@@ -219,6 +258,11 @@ class Replica(SyncObj):
             SyncObj._SyncObj__onMessageReceived(self, node, message)
         finally:
             self._journal.flush()
+
+    def _lower_match_index(self, node, next_index: int | None) -> None:
+        match = getattr(self, "_SyncObj__raftMatchIndex", None)
+        if match is not None and next_index is not None and node in match:
+            match[node] = min(match[node], next_index - 1)
 
     def _keep_matching_entries(self, node, message: dict) -> dict | None:
         """Trap 5: pysyncobj's follower deletes every entry after prevLogIdx whenever there are any, even

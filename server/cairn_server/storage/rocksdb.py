@@ -10,16 +10,24 @@ Raft journal:   raftlog (index -> term + command), raftmeta (term, vote, commit 
 
 One WriteBatch is atomic across column families, which is what lets an apply write its effects,
 the applied index and the dedup record together.
+
+Corruption: every block carries a checksum that RocksDB checks on read. A read that hits a bad block
+raises StorageError (rocksdict's iterators would just stop early: a scan checks the iterator's status
+where it ended, so a short scan is never mistaken for the end of the data), and the node stops rather
+than serve or replicate from it. `verify` reads every block at start-up. The WAL (which also holds the
+Raft journal) is replayed in "tolerate corrupted tail records" mode: a record torn by a crash is
+dropped, but a bad record in the middle fails the open instead of silently dropping every synced
+record after it (RocksDB's default, point-in-time recovery, does the latter).
 """
 
 from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import AccessType, Checkpoint, DBRecoveryMode, Options, Rdict, WriteBatch, WriteOptions
 
 from .keys import prefix_end
 
@@ -63,10 +71,21 @@ if not all(0 <= i <= 255 for i in SNAPSHOT_CF_IDS.values()):
     raise RuntimeError("snapshot column family ids are one byte")
 
 
+class StorageError(Exception):
+    """RocksDB could not read or write (a checksum mismatch, an I/O error): this replica's data is suspect."""
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """True for a checksum/format failure, as opposed to an I/O error such as a full disk."""
+    return "Corruption" in str(exc)
+
+
 def _options() -> Options:
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.create_missing_column_families(True)
+    opts.set_paranoid_checks(True)
+    opts.set_wal_recovery_mode(DBRecoveryMode.tolerate_corrupted_tail_records())
     return opts
 
 
@@ -96,7 +115,8 @@ class Batch:
 class RocksStore:
     """Owns the RocksDB handle; thread-safe for reads, writes are serialized by callers' batches."""
 
-    def __init__(self, path: str | Path, *, read_only: bool = False):
+    def __init__(self, path: str | Path, *, read_only: bool = False, on_error: Callable[[str], None] | None = None):
+        self._on_error = on_error  # the node stops here: it must not serve or replicate suspect data
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         cfs = {name: Options(raw_mode=True) for name in STATE_CFS + RAFT_CFS}
@@ -128,27 +148,81 @@ class RocksStore:
         self._db.flush_wal(True)
 
     def get(self, cf: str, key: bytes) -> bytes | None:
-        return self._cfs[cf].get(key)
+        try:
+            return self._cfs[cf].get(key)
+        except Exception as exc:
+            raise self._failed(f"reading {cf}: {exc}") from exc
 
     def scan(
         self, cf: str, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """Records whose key starts with `prefix`, in key order (from `start` if given)."""
         view = self._cfs[cf]
-        if reverse:
-            it = view.items(backwards=True, from_key=prefix_end(prefix) if prefix else None)
-            for key, value in it:
-                if key.startswith(prefix):
-                    if key == prefix_end(prefix):
-                        continue
+        last: bytes | None = None
+        try:
+            if reverse:
+                it = view.items(backwards=True, from_key=prefix_end(prefix) if prefix else None)
+                for key, value in it:
+                    if key.startswith(prefix):
+                        if key == prefix_end(prefix):
+                            continue
+                        last = key
+                        yield key, value
+                    elif prefix and key < prefix:
+                        return
+            else:
+                for key, value in view.items(from_key=start if start is not None else prefix):
+                    if not key.startswith(prefix):
+                        return
+                    last = key
                     yield key, value
-                elif prefix and key < prefix:
-                    return
-            return
-        for key, value in view.items(from_key=start if start is not None else prefix):
-            if not key.startswith(prefix):
-                return
-            yield key, value
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._failed(f"scanning {cf}: {exc}") from exc
+        self._check_scan_end(cf, last, reverse, start if start is not None else prefix)
+
+    def _check_scan_end(self, cf: str, last: bytes | None, reverse: bool, start: bytes) -> None:
+        """rocksdict's items() ends quietly when its iterator hits an error: step past where the scan ended
+        with a raw iterator and ask for its status, so a bad block raises instead of shortening the scan."""
+        it = self._cfs[cf].iter()
+        try:
+            if reverse:
+                if last is None:
+                    it.seek_to_last()
+                else:
+                    it.seek_for_prev(last)
+                    if it.valid():
+                        it.prev()
+            elif last is None:
+                it.seek(start)
+            else:
+                it.seek(last)
+                if it.valid():
+                    it.next()
+            it.valid()
+            it.status()
+        except Exception as exc:
+            raise self._failed(f"scanning {cf}: {exc} (an unreadable block where the scan stopped)") from exc
+
+    def _failed(self, message: str) -> StorageError:
+        if self._on_error is not None:
+            self._on_error(f"RocksDB read failed: {message}")
+        return StorageError(message)
+
+    def verify(self) -> list[str]:
+        """Read every block of every column family (checksums verified); the problems found."""
+        problems = []
+        for cf in STATE_CFS + RAFT_CFS:
+            it = self._cfs[cf].iter()
+            it.seek_to_first()
+            while it.valid():
+                it.next()
+            try:
+                it.status()
+            except Exception as exc:
+                problems.append(f"{cf}: {exc}")
+        return problems
 
     def estimate_keys(self, cf: str) -> int:
         return self._cfs[cf].property_int_value("rocksdb.estimate-num-keys") or 0
