@@ -210,7 +210,11 @@ class Node:
 
 def run_node(config: Config) -> int:
     """Run one node in the foreground until SIGINT/SIGTERM."""
-    node = Node(config)
+    try:
+        node = Node(config)
+    except Exception as exc:  # a full disk, a locked or unreadable data directory, a port in use
+        log.critical("node %s cannot start: %s", config.cluster.node_id, exc, exc_info=True)
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
