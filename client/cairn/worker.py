@@ -135,8 +135,9 @@ class Context:
     lease_id: str
     _client: Client
     valid_until: float
-    # The lease's expiry as the leader stamped it (Unix seconds). A worker paused while its claim or a
-    # heartbeat answer waited in the socket cannot tell from its monotonic clock; the wall clock can.
+    # The lease's expiry as the leader stamped it, moved onto this machine's wall clock (Unix seconds) by the
+    # worker's estimate of the leader's clock offset. A worker paused while its claim waited in the socket
+    # cannot tell from its monotonic clock; the wall clock can.
     expires_at: float = float("inf")
     lost: str = ""
     _completed: dict[str, Any] = field(default_factory=dict)
@@ -225,6 +226,9 @@ class Worker:
         self.poll_wait = poll_wait
         self.heartbeat_interval = heartbeat_interval or max(0.05, self.lease_timeout / 3)
         self._slots = threading.Semaphore(concurrency)
+        # The leader's wall clock minus ours, measured at every heartbeat round trip: leader clocks may be
+        # skewed or jump, and the stamped expiries are on the leader's clock.
+        self._leader_offset = 0.0
         self._active: dict[str, Context] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -319,7 +323,9 @@ class Worker:
                 lease_id=task.lease.lease_id,
                 _client=self.client,
                 valid_until=time.monotonic() + self.lease_timeout,
-                expires_at=task.lease.expires_at.timestamp() if task.lease.expires_at else float("inf"),
+                expires_at=(
+                    task.lease.expires_at.timestamp() - self._leader_offset if task.lease.expires_at else float("inf")
+                ),
             )
             with self._lock:
                 self._active[ctx.workflow_id] = ctx
@@ -338,7 +344,7 @@ class Worker:
                 leases = [(wid, ctx.token) for wid, ctx in self._active.items() if not ctx.lost]
             if not leases:
                 continue
-            sent = time.monotonic()
+            sent, wall_sent = time.monotonic(), time.time()
             try:
                 results = self.client.heartbeat(self.worker_id, leases, timeout=self.heartbeat_interval * 2)
             except CairnError as err:
@@ -347,7 +353,14 @@ class Worker:
             except Exception:
                 log.exception("heartbeat failed")
                 continue
+            wall_received = time.time()
             with self._lock:
+                for result in results:
+                    if result.extended and result.expires_at is not None:
+                        # One stamp for the whole batch: the leader's "now" is its expiry minus the duration.
+                        stamped = result.expires_at.timestamp() - self.lease_timeout
+                        self._leader_offset = stamped - (wall_sent + wall_received) / 2
+                        break
                 for result in results:
                     ctx = self._active.get(result.workflow_id)
                     if ctx is None or ctx.token != result.fencing_token:
@@ -355,7 +368,7 @@ class Worker:
                     if result.extended:
                         ctx.valid_until = sent + self.lease_timeout
                         if result.expires_at is not None:
-                            ctx.expires_at = result.expires_at.timestamp()
+                            ctx.expires_at = result.expires_at.timestamp() - self._leader_offset
                     else:
                         ctx.lost = result.error or "lease lost"
 

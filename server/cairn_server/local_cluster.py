@@ -3,6 +3,12 @@
 The layout (node count, ports, cluster secret) is written to DATA_DIR/cluster.yaml on first start
 and reused afterwards, because Raft identifies members by address: a restarted cluster must come
 back on the same Raft ports to keep its log and votes meaningful.
+
+Each node keeps its config and log in DATA_DIR/nodeN and its data (RocksDB, Raft snapshot) in
+DATA_DIR/nodeN/data. For the chaos suite, a node can get an environment of its own (`node_env`, for
+example its own failpoint file) and, as root, a size-limited data directory (`data_tmpfs_mib`: a tmpfs
+mounted at DATA_DIR/nodeN/data before the node first starts, so that a test can fill its disk);
+`unmount_data()` removes those mounts and is safe to call twice and after a failure.
 """
 
 from __future__ import annotations
@@ -73,6 +79,11 @@ class NodeSpec:
     def log_path(self) -> Path:
         return self.data_dir / "node.log"
 
+    @property
+    def node_data_dir(self) -> Path:
+        """The node's data directory (state_storage.connection): RocksDB in db/, the Raft snapshot file."""
+        return self.data_dir / "data"
+
 
 @dataclass
 class LocalCluster:
@@ -89,6 +100,11 @@ class LocalCluster:
     hosts: list[str] | None = None
     raft_port: int = 7100
     wrap: Callable[[int], list[str]] | None = None
+    # Per-node environment, over `env` (for example CAIRN_FAILPOINTS_FILE, one file per node).
+    node_env: Callable[[int], Mapping[str, str]] | None = None
+    # > 0 (root only): each node's data directory is a tmpfs of this many MiB, mounted before it starts.
+    data_tmpfs_mib: int = 0
+    mounted: list[Path] = field(default_factory=list)
     specs: list[NodeSpec] = field(default_factory=list)
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
     secret: str = ""
@@ -164,7 +180,7 @@ class LocalCluster:
                 "peers": peers,
                 "secret": self.secret,
             },
-            "state_storage": {"type": "rocksdb", "connection": str(spec.data_dir / "data"), "durability": "fsync"},
+            "state_storage": {"type": "rocksdb", "connection": str(spec.node_data_dir), "durability": "fsync"},
         }
         return _merge(base, self.overrides)
 
@@ -184,12 +200,14 @@ class LocalCluster:
 
     def start_node(self, i: int) -> subprocess.Popen:
         spec = self.specs[i]
+        if self.data_tmpfs_mib:
+            self.mount_data(i)
         log = open(spec.log_path, "ab")  # noqa: SIM115 - owned by the child process
         proc = subprocess.Popen(
             self.command(i),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **(self.node_env(i) if self.node_env else {})},
             start_new_session=True,
         )
         log.close()
@@ -244,6 +262,41 @@ class LocalCluster:
                 proc.wait(5)
             codes[self.specs[i].node_id] = proc.returncode
         return codes
+
+    # ---- size-limited data directories ------------------------------------------------------------
+
+    def mount_data(self, i: int) -> Path:
+        """Mount a tmpfs of `data_tmpfs_mib` MiB at node i's data directory (once; root only)."""
+        target = self.specs[i].node_data_dir
+        if target in self.mounted:
+            return target
+        if os.geteuid() != 0:
+            raise PermissionError("a size-limited data directory (tmpfs mount) needs root")
+        target.mkdir(parents=True, exist_ok=True)
+        if os.path.ismount(target):
+            raise RuntimeError(f"{target} is already a mount point (left by an interrupted run? umount it)")
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.data_tmpfs_mib}m,mode=0755", "tmpfs", str(target)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        self.mounted.append(target)
+        return target
+
+    def unmount_data(self) -> list[str]:
+        """Unmount every data directory mounted here (lazily if still busy); what could not be is returned."""
+        failed = []
+        for target in list(self.mounted):
+            done = subprocess.run(["umount", str(target)], capture_output=True, text=True, timeout=20)
+            if done.returncode != 0:
+                done = subprocess.run(["umount", "-l", str(target)], capture_output=True, text=True, timeout=20)
+            if done.returncode == 0 or not os.path.ismount(target):
+                self.mounted.remove(target)
+            else:
+                failed.append(f"{target}: {done.stderr.strip()}")
+        return failed
 
     # ---- leadership (the one "start and wait for an agreed leader" of the bench, tests and chaos) ----
 

@@ -25,6 +25,7 @@ import pytest
 
 from cairn import AlreadyExistsError, LeaseLostError
 from cairn.v1 import state_pb2
+from cairn_server import failpoints
 from tests.support import ClusterHandle, WorkerProcess, start_cluster, stays_true, wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -572,3 +573,39 @@ def test_resume_from_checkpoint_restores_the_checkpoint_and_runs_later_steps_aga
     assert results["s2"]["worker"] == "second" and results["s3"]["worker"] == "second"
     recorded = [h.step_name for h in lab.history(run) if h.kind == state_pb2.STEP_RECORDED]
     assert recorded == ["s1", "s2", "s2", "s3"], recorded
+
+
+@pytest.mark.parametrize("jump", ["60s", "-20s"])
+def test_a_leader_clock_jump_expires_no_live_lease(make_cluster, make_lab, tmp_path: Path, jump: str) -> None:
+    """The leader's wall clock (the `clock.offset` failpoint, as NTP stepping it) jumps while workers hold
+    leases and heartbeat: no lease is expired early, no step runs twice, every run finishes in attempt 1."""
+    files = [tmp_path / f"failpoints-{i}" for i in range(3)]
+    for f in files:
+        f.write_text("")
+    c = make_cluster(3, node_env=lambda i: {failpoints.FILE_ENV: str(files[i])})
+    elected = time.monotonic()
+    lab = make_lab(c)
+    runs = [lab.start({"block": ["s2"]}) for _ in range(3)]
+    lab.worker("w1")
+    for run in runs:
+        lab.wait_started(run, "s2")
+    tokens = {run: lab.client.get_workflow(run).fencing_token for run in runs}
+    leader = c.wait_leader()
+    # Past the leader-change grace (a lease duration in office), so that only the monotonic renewal rule
+    # stands between the jump and an early expiry.
+    wait_until(lambda: time.monotonic() - elected > 1.5 * LEASE, 3 * LEASE, "the leader's grace did not pass")
+    files[leader].write_text(f"clock.offset=value({jump})")
+
+    def held() -> bool:
+        now = {run: lab.client.get_workflow(run) for run in runs}
+        return all(r.status == "RUNNING" and r.fencing_token == tokens[run] for run, r in now.items())
+
+    stays_true(held, 3 * LEASE, f"a live lease was expired after the leader's clock jumped {jump}")
+    assert c.wait_leader() == leader  # the jump did not cost the leadership (so the check above was real)
+    for run in runs:
+        lab.go(run, "s2")
+    for run in runs:
+        final = lab.client.wait_workflow(run, timeout=30)
+        assert final.status == "COMPLETED" and final.attempt == 1, final
+        assert "LEASE_EXPIRED" not in lab.kinds(run)
+        assert Counter(e.step for e in lab.executions(run)) == {"s1": 1, "s2": 1, "s3": 1}
