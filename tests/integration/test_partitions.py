@@ -2,11 +2,17 @@
 
 Each node runs in its own namespace; the test process reaches every node over a bridge, and a
 partition is a blackhole route between nodes' namespaces.
+
+The stale-read tests read from the old leader while it is cut off in the minority, first while it still
+believes it leads (node1 is slow to step down, see test_promises.py) and again after it stepped down,
+with the check test_promises.py uses; the unsafe twin runs the same scenario and check with the test-only
+local reads, where the check must see the stale reads.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,17 +24,29 @@ from cairn.errors import CairnError
 from cairn.v1 import state_pb2, state_pb2_grpc
 from cairn_server.local_cluster import LocalCluster
 from chaos.netns import NetnsNetwork, netns_available
+from tests.integration.test_promises import (
+    READ_DEADLINE,
+    SLOW_LEADER,
+    MinorityReads,
+    check_minority_reads,
+    logs_on_failure,
+    reads_until_stepped_down,
+    start_read,
+    start_slow_leader_cluster,
+    state_stub,
+)
 from tests.support import ClusterHandle, wait_until
 
 pytestmark = [
     pytest.mark.netns,
-    pytest.mark.skipif(not netns_available(), reason="network namespaces need root (the SIGSTOP test covers others)"),
+    pytest.mark.skipif(
+        not netns_available(), reason="network namespaces need root (test_promises.py: the SIGSTOP version)"
+    ),
 ]
 
 
 @pytest.fixture
-def netns_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[ClusterHandle, NetnsNetwork]]:
-    env = getattr(request, "param", {}) or {}
+def netns_cluster(tmp_path: Path) -> Iterator[tuple[ClusterHandle, NetnsNetwork]]:
     net = NetnsNetwork(3, prefix="czt", subnet="10.213.7").create()
     cluster = LocalCluster(
         tmp_path,
@@ -36,7 +54,6 @@ def netns_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tu
         base_port=50051,
         hosts=[net.address(i) for i in range(3)],
         wrap=net.exec_prefix,
-        env=env,
         overrides={"limits": {"request_timeout": "15s"}, "raft": {"snapshot_entries": 20}},
     )
     handle = ClusterHandle(cluster, Client(cluster.endpoints, timeout=20))
@@ -49,38 +66,65 @@ def netns_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tu
         net.destroy()
 
 
-def test_an_isolated_leader_never_serves_a_stale_linearizable_read(netns_cluster) -> None:
-    c, net = netns_cluster
-    old = c.wait_leader()
-    c.client.persist_state("iso", current_step="before")
-    c.wait_applied(old, c.status(old).commit_index)
-    net.isolate(old)
-    others = [i for i in range(3) if i != old]
-    c.wait_leader(among=others, timeout=20)
-    Client([c.endpoint(i) for i in others], timeout=10).persist_state("iso", current_step="after")
-    # The isolated node's replica is stale (the serializable read proves it) ...
-    assert c.node_client(old).get_state("iso", consistency="serializable").current_step == "before"
-    # ... yet a linearizable read there refuses rather than answer from it.
-    with pytest.raises(CairnError) as err:
-        c.node_client(old, timeout=4).get_state("iso")
-    assert err.value.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
-    net.heal()
-    got = wait_until(lambda: c.node_client(old, timeout=3).get_state("iso"), 20, "no read after heal")
-    assert got.current_step == "after"
+@pytest.fixture
+def slow_leader_netns_cluster(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[ClusterHandle, NetnsNetwork]]:
+    """node1 leads and is slow to step down (test_promises.SLOW_LEADER_NODE); param: the test-only local reads."""
+    unsafe = bool(getattr(request, "param", False))
+    net = NetnsNetwork(3, prefix="czs", subnet="10.213.8").create()
+    try:
+        handle = start_slow_leader_cluster(
+            tmp_path, unsafe=unsafe, base_port=50051, hosts=[net.address(i) for i in range(3)], wrap=net.exec_prefix
+        )
+        try:
+            yield handle, net
+        finally:
+            handle.close()
+    finally:
+        net.destroy()
 
 
-@pytest.mark.parametrize("netns_cluster", [{"CAIRN_TEST_ONLY_UNSAFE_LOCAL_READS": "1"}], indirect=True)
-def test_unsafe_local_reads_mode_does_serve_stale_reads(netns_cluster) -> None:
-    """The test-only flag exists so the chaos checker can be shown to catch stale reads: prove it does."""
-    c, net = netns_cluster
-    old = c.wait_leader()
-    c.client.persist_state("unsafe", current_step="before")
-    c.wait_applied(old, c.status(old).commit_index)
-    net.isolate(old)
-    others = [i for i in range(3) if i != old]
-    c.wait_leader(among=others, timeout=20)
-    Client([c.endpoint(i) for i in others], timeout=10).persist_state("unsafe", current_step="after")
-    assert c.node_client(old).get_state("unsafe").current_step == "before"
+def read_from_isolated_old_leader(c: ClusterHandle, net: NetnsNetwork, wid: str) -> MinorityReads:
+    """node1 leads. Cut it off; the other two elect a new leader, which acknowledges `after`; read `wid` from
+    node1 only, while it is still cut off: once while it still believes it leads, once after it stepped down."""
+    old = SLOW_LEADER
+    assert c.wait_leader() == old
+    others = [i for i in range(c.size) if i != old]
+    before = c.client.persist_state(wid, current_step="before")
+    c.wait_applied(old, before.applied_index)
+    old_term = c.status(old).term
+    channel, stub = state_stub(c.endpoint(old))
+    try:
+        cut_off = time.monotonic()
+        net.isolate(old)  # the test process still reaches every node
+        new = c.wait_leader(20, among=others)
+        after = c.node_client(new, timeout=10).persist_state(wid, current_step="after")
+        assert after.version == before.version + 1
+        # Begun after `after` was acknowledged: it must not return `before`.
+        first = start_read(stub, wid, READ_DEADLINE)
+        return reads_until_stepped_down(c, old, stub, wid, old_term, cut_off, {"sent while it led": first})
+    finally:
+        channel.close()
+
+
+def test_an_isolated_leader_never_serves_a_stale_linearizable_read(slow_leader_netns_cluster) -> None:
+    c, net = slow_leader_netns_cluster
+    with logs_on_failure(c, close=False):
+        check_minority_reads(read_from_isolated_old_leader(c, net, "iso"), unsafe=False)
+        # After healing, the old leader catches up and serves the acknowledged value.
+        net.heal()
+        got = wait_until(lambda: c.node_client(SLOW_LEADER, timeout=3).get_state("iso"), 30, "no read after heal")
+        assert got.current_step == "after"
+
+
+@pytest.mark.parametrize("slow_leader_netns_cluster", [True], indirect=True, ids=["unsafe-local-reads"])
+def test_unsafe_local_reads_mode_does_serve_stale_reads(slow_leader_netns_cluster) -> None:
+    """The test-only flag exists so that stale-read checks can be shown to catch stale reads: the same scenario and
+    the same check as above, which must see every read stale here."""
+    c, net = slow_leader_netns_cluster
+    with logs_on_failure(c, close=False):
+        check_minority_reads(read_from_isolated_old_leader(c, net, "unsafe"), unsafe=True)
 
 
 def test_trap1_a_rejoining_old_leader_never_commits_its_unreplicated_entry(netns_cluster) -> None:
