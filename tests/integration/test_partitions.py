@@ -72,7 +72,7 @@ def slow_leader_netns_cluster(
 ) -> Iterator[tuple[ClusterHandle, NetnsNetwork]]:
     """node1 leads and is slow to step down (test_promises.SLOW_LEADER_NODE); param: the test-only local reads."""
     unsafe = bool(getattr(request, "param", False))
-    net = NetnsNetwork(3, prefix="czs", subnet="10.213.8").create()
+    net = NetnsNetwork(3, prefix="czrd", subnet="10.213.8").create()
     try:
         handle = start_slow_leader_cluster(
             tmp_path, unsafe=unsafe, base_port=50051, hosts=[net.address(i) for i in range(3)], wrap=net.exec_prefix
