@@ -24,11 +24,12 @@ install-test: $(VENV)/.installed-test
 up: install
 	$(BIN)/cairn cluster up
 
-## Install the test dependencies and run the whole suite.
+## Install the test dependencies and run the whole suite. -rfEs lists every skip with its reason (and
+## failures and errors, pytest's default); a skip not in tests/conftest.py's ALLOWED_SKIPS fails the run.
 test: install-test
 	$(BIN)/python protos/generate.py --check
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rfEs
 
 ## Regenerate client/cairn/{v1,internal} from protos/.
 proto: install-test
