@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import grpc
+import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
@@ -29,37 +30,35 @@ STATE_METHODS = {
 }
 
 
-def protoc_command() -> list[str]:
-    """The system protoc when installed; otherwise the same compiler as shipped in grpcio-tools."""
-    system = shutil.which("protoc")
-    if system:
-        return [system]
-    import grpc_tools
-
-    return [sys.executable, "-m", "grpc_tools.protoc", f"-I{Path(grpc_tools.__file__).parent / '_proto'}"]
+def system_protoc() -> str:
+    """The system protoc: "plain protoc" is what another language's build uses, not grpcio-tools' copy."""
+    protoc = shutil.which("protoc")
+    if protoc is None:
+        pytest.fail("protoc not found: install protobuf-compiler (apt-get install protobuf-compiler; .ci/run does)")
+    return protoc
 
 
 def test_public_protos_compile_with_plain_protoc(tmp_path: Path) -> None:
     out = tmp_path / "api.pb"
     files = sorted(str(p.relative_to(ROOT / "protos")) for p in (ROOT / "protos" / "cairn" / "v1").glob("*.proto"))
+    protoc = system_protoc()
     proc = subprocess.run(
-        [*protoc_command(), "-Iprotos", "--include_imports", f"--descriptor_set_out={out}", *files],
+        [protoc, "-Iprotos", "--include_imports", f"--descriptor_set_out={out}", *files],
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, f"{proc.stderr}\n(google/protobuf/*.proto not found? apt-get install libprotobuf-dev)"
     fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
     services = {f"{f.package}.{s.name}": {m.name for m in s.method} for f in fds.file for s in f.service}
     assert services["cairn.v1.StateService"] == STATE_METHODS
     assert services["cairn.v1.ClusterService"] == {"Status", "Snapshot", "TransferLeadership"}
-    # The system protoc (CI installs Debian's) also carries other languages' generators: run them too.
-    languages = ("--cpp_out", "--java_out", "--csharp_out") if shutil.which("protoc") else ()
-    for language in languages:
+    # The system protoc carries other languages' generators too: each must accept the protos.
+    for language in ("--cpp_out", "--java_out", "--csharp_out"):
         target = tmp_path / language.strip("-")
         target.mkdir()
         proc = subprocess.run(
-            [*protoc_command(), "-Iprotos", f"{language}={target}", *files], cwd=ROOT, capture_output=True, text=True
+            [protoc, "-Iprotos", f"{language}={target}", *files], cwd=ROOT, capture_output=True, text=True
         )
         assert proc.returncode == 0, (language, proc.stderr)
         assert any(target.rglob("*")), language
