@@ -1,12 +1,17 @@
 """Real chaos scenarios, short enough for CI. As root the nodes live in network namespaces (partitions);
-otherwise the runner falls back to loopback with kills and pauses, and says so in its report."""
+otherwise the runner falls back to loopback with kills and pauses, and says so in its report. A scenario
+that asks for partitions needs root: without it, it is skipped, and the skip fails the session."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +21,11 @@ import pytest
 from chaos.netns import netns_available
 
 ROOT = Path(__file__).resolve().parents[2]
+# A scenario with partition faults needs them; without root the runner would leave them out. The skip
+# fails the session (tests/conftest.py: no silent skips), naming what to do.
+needs_netns = pytest.mark.skipif(
+    not netns_available(), reason="needs root and network namespaces (ip netns): run as root, as .ci/run does"
+)
 
 
 def chaos(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -25,11 +35,28 @@ def chaos(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 
 
 def leftovers(prefix: str) -> list[str]:
-    if not netns_available():
-        return []
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    """Namespaces and links named PREFIX... (listing them needs no root: this looks for real, always)."""
+    if shutil.which("ip") is None:
+        pytest.fail("the ip command is missing: install iproute2 (.ci/run does)")
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     return [n for n in names if n.startswith(prefix)] + [ln for ln in links.splitlines() if f" {prefix}" in ln]
+
+
+def processes_of(out: Path, but: int | None = None) -> list[str]:
+    """Processes of a run (nodes, workers, ...): their command line or environment names its directory."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        if int(proc.name) in (os.getpid(), but):
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            if str(out).encode() in cmdline or str(out).encode() in (proc / "environ").read_bytes():
+                command = cmdline.replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{proc.name}: {command[:200]}")
+        except OSError:
+            continue
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +71,7 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
         "--faults",
         "kill,pause,partition",
         "--seed",
-        "7",
+        "5",  # its first fault (the nemesis' first draw) is a partition
         "--interval",
         "5",
         "--hold",
@@ -59,6 +86,7 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     yield out, proc
 
 
+@needs_netns
 def test_a_short_scenario_passes_every_checker(short_run: tuple[Path, subprocess.CompletedProcess]) -> None:
     out, proc = short_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -72,19 +100,20 @@ def test_a_short_scenario_passes_every_checker(short_run: tuple[Path, subprocess
     }
     meta = json.loads((out / "run.json").read_text())
     assert (meta["net_prefix"], meta["subnet"]) == ("czk", "10.214.9")
+    assert meta["netns"] is True
     faults = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
     assert len(faults) >= 4 and all(f["end_ns"] > f["start_ns"] for f in faults)
+    assert any(f["name"].startswith("partition-") and not f["error"] for f in faults), f"no partition ran: {faults}"
     kinds = {json.loads(line)["f"] for line in (out / "history.jsonl").read_text().splitlines()}
     assert kinds == {"read", "write", "cas", "checkpoint", "recover"}
     report = (out / "report.md").read_text()
     for section in ("## Verdicts", "## Operations", "## Faults"):
         assert section in report
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    if not netns_available():
-        assert "loopback" in report
-    assert leftovers("czk") == []
+    assert leftovers("czk") == [] and processes_of(out) == []
 
 
+@needs_netns
 def test_check_reproduces_the_verdicts_from_the_saved_run(short_run: tuple[Path, subprocess.CompletedProcess]) -> None:
     out, first = short_run
     before = (out / "verdicts.json").read_text()
@@ -153,7 +182,7 @@ def test_a_workflow_scenario_with_worker_faults_passes_every_checker(
     faults = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
     assert any(f["name"].startswith("worker-") and not f["error"] for f in faults), faults
     assert any(f["name"].startswith("kill-") for f in faults), faults
-    assert workers_of(out) == [] and leftovers("czf") == []
+    assert workers_of(out) == [] and processes_of(out) == [] and leftovers("czf") == []
     counts = verdicts["wf-liveness"]["details"]
     assert counts["workflows_started"] >= 50
     assert verdicts["wf-no-reexecution"]["details"]["steps_persisted"] >= 3 * counts["workflows_started"]
@@ -195,10 +224,51 @@ def test_the_unsafe_read_mode_is_caught_as_stale_reads(tmp_path: Path) -> None:
     verdicts = {v["name"]: v for v in json.loads((tmp_path / "unsafe" / "verdicts.json").read_text())}
     assert verdicts["linearizable"]["status"] == "FAIL"
     assert any("read ->" in v and "cannot be linearized" in v for v in verdicts["linearizable"]["violations"])
-    assert leftovers("czu") == []
+    assert leftovers("czu") == [] and processes_of(tmp_path / "unsafe") == []
 
 
+class Output:
+    """A child's output lines, read as they come (so a test can wait for one, with a deadline)."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self.closed = False
+        self._seen = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            with self._seen:
+                self.lines.append(line)
+                self._seen.notify_all()
+        with self._seen:
+            self.closed = True
+            self._seen.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float, start: int = 0) -> tuple[int, re.Match] | None:
+        """The first line from `start` on matching `pattern`: (its number, the match); None at EOF or timeout."""
+        deadline = time.monotonic() + timeout
+        with self._seen:
+            while True:
+                for n in range(start, len(self.lines)):
+                    match = re.search(pattern, self.lines[n])
+                    if match:
+                        return n, match
+                start = len(self.lines)
+                left = deadline - time.monotonic()
+                if self.closed or left <= 0:
+                    return None
+                self._seen.wait(left)
+
+    def text(self) -> str:
+        with self._seen:
+            return "".join(self.lines)[-4000:]
+
+
+@needs_netns
 def test_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
+    out = tmp_path / "interrupted"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -208,34 +278,62 @@ def test_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
             "--nodes",
             "3",
             "--duration",
-            "60",
+            "120",
             "--faults",
-            "kill,partition",
+            "kill-leader,partition",
+            "--interval",
+            "4",
+            "--hold",
+            "2",
             "--net-prefix",
             "czi",
             "--subnet",
             "10.214.11",
             "--out",
-            str(tmp_path / "interrupted"),
+            str(out),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job: Ctrl-C goes to all of it
     )
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if "faults:" in line:
-            break
-    time.sleep(1)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    nodes = subprocess.run(["pgrep", "-f", str(tmp_path / "interrupted")], capture_output=True, text=True).stdout
-    assert nodes.strip() == "", f"node processes left: {nodes}"
+    output = Output(proc.stdout)
+    try:
+        # Mid-run: the faults chosen, the first one injected and healed (recorded), the second one injected.
+        chosen = output.wait_for(r"faults: (.+)$", 120)
+        assert chosen, f"the run never chose its faults:\n{output.text()}"
+        names = "|".join(re.escape(name.strip()) for name in chosen[1][1].split(","))
+        first = output.wait_for(rf"\] ({names}): ", 60, chosen[0] + 1)
+        assert first, f"no fault was injected:\n{output.text()}"
+        second = output.wait_for(rf"\] ({names}): ", 60, first[0] + 1)
+        assert second, f"no second fault was injected:\n{output.text()}"
+        assert proc.poll() is None, f"the run had already ended ({proc.returncode}):\n{output.text()}"
+        # What the cleanup must remove exists now: the check below can see it.
+        assert len(processes_of(out, but=proc.pid)) >= 2 and leftovers("czi") != []
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:  # a failed check above: still stop it (and its cleanup) before failing
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    # It stopped because of the signal (an unhandled KeyboardInterrupt exits by SIGINT), before its end ...
+    assert proc.returncode == -signal.SIGINT, f"exit {proc.returncode}:\n{output.text()}"
+    assert not (out / "run.json").exists(), "the run finished instead of stopping at the signal"
+    # ... after writing what it had (the first fault, healed), and leaving no process or namespace behind.
+    recorded = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
+    assert recorded and recorded[0]["name"] == first[1][1] and recorded[0]["end_ns"] > recorded[0]["start_ns"]
+    assert (out / "history.jsonl").exists()
+    assert processes_of(out) == [], "node processes left"
     assert leftovers("czi") == []
 
 
-@pytest.mark.skipif(not netns_available(), reason="needs root for network namespaces")
+@needs_netns
 def test_a_second_network_with_a_taken_prefix_is_refused() -> None:
     from chaos.netns import NetnsNetwork
 
