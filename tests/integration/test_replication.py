@@ -161,29 +161,40 @@ def test_concurrent_cas_writers_get_exactly_one_winner_per_version(make_cluster)
     c.client.persist_state("cas", current_step="start", expected_version=0)
     writers = 6
     clients = [Client(c.cluster.endpoints, timeout=10) for _ in range(writers)]
-    gate = threading.Barrier(writers)
+    # A timeout on the gate, and a writer that fails breaks it for all: no thread waits forever for one that died.
+    gate = threading.Barrier(writers, timeout=30)
     outcomes: list[tuple[int, int, str]] = []  # (round, worker, outcome)
+    errors: list[tuple[int, BaseException]] = []
     lock = threading.Lock()
 
     def work(n: int) -> None:
-        for round_ in range(8):
-            gate.wait()
-            version = clients[n].get_state("cas").version
-            gate.wait()
-            try:
-                clients[n].persist_state("cas", current_step=f"{round_}-{n}", expected_version=version)
-                outcome = "won"
-            except ConflictError as err:
-                assert err.current_version == version + 1
-                outcome = "lost"
+        try:
+            for round_ in range(8):
+                gate.wait()
+                version = clients[n].get_state("cas").version
+                gate.wait()
+                try:
+                    clients[n].persist_state("cas", current_step=f"{round_}-{n}", expected_version=version)
+                    outcome = "won"
+                except ConflictError as err:
+                    assert err.current_version == version + 1
+                    outcome = "lost"
+                with lock:
+                    outcomes.append((round_, n, outcome))
+        except BaseException as exc:
             with lock:
-                outcomes.append((round_, n, outcome))
+                errors.append((n, exc))
+            gate.abort()
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(writers)]
+    threads = [threading.Thread(target=work, args=(n,), name=f"writer-{n}", daemon=True) for n in range(writers)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 120
     for t in threads:
-        t.join(60)
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert [t.name for t in threads if t.is_alive()] == [], "writers still running after 120s"
+    # The first error is the cause; the others are the BrokenBarrierError it caused.
+    assert errors == [], errors
     assert len(outcomes) == writers * 8
     for round_ in range(8):
         winners = [o for o in outcomes if o[0] == round_ and o[2] == "won"]

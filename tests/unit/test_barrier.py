@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import pytest
@@ -47,9 +49,26 @@ def reader(barrier: ReadBarrier, results: dict, name: str, timeout: float = 5.0)
         except Exception as exc:
             results[name] = exc
 
-    t = threading.Thread(target=run)
+    t = threading.Thread(target=run, name=f"reader-{name}", daemon=True)  # daemon: a hung one cannot hang pytest
     t.start()
     return t
+
+
+def finished(*threads: threading.Thread, timeout: float = 5.0) -> None:
+    """Join each thread with a timeout and fail if any is still running (waiting on a barrier forever)."""
+    for t in threads:
+        t.join(timeout)
+        assert not t.is_alive(), f"{t.name} still waiting after {timeout}s"
+
+
+def parked(t: threading.Thread) -> bool:
+    """True once `t` blocks in Future.result inside ReadBarrier.wait: it has joined a barrier."""
+    callee, frame = None, sys._current_frames().get(t.ident or -1)
+    while frame is not None:
+        if frame.f_code is ReadBarrier.wait.__code__:
+            return callee is not None and callee.f_code is Future.result.__code__
+        callee, frame = frame, frame.f_back
+    return False
 
 
 def test_a_reader_arriving_mid_flight_waits_for_the_next_barrier() -> None:
@@ -60,13 +79,13 @@ def test_a_reader_arriving_mid_flight_waits_for_the_next_barrier() -> None:
     wait_until(lambda: len(replica.proposals) == 1, 2, "first barrier not proposed")
     b = reader(barrier, results, "b")
     c = reader(barrier, results, "c")
+    wait_until(lambda: parked(b) and parked(c), 2, "b and c did not start waiting")
     replica.apply(0)  # the in-flight barrier was proposed before b and c began: it answers only a
-    a.join(2)
+    finished(a)
     assert results == {"a": 1}
     wait_until(lambda: len(replica.proposals) == 2, 2, "the next barrier was not proposed")
     replica.apply(1)  # one barrier serves every reader that gathered meanwhile
-    b.join(2)
-    c.join(2)
+    finished(b, c)
     assert results == {"a": 1, "b": 2, "c": 2} and len(replica.proposals) == 2
 
 
@@ -77,7 +96,7 @@ def test_a_lost_barrier_is_proposed_again_for_the_same_readers() -> None:
     t = reader(barrier, results, "a")
     wait_until(lambda: len(replica.proposals) >= 2, 2, "the lost barrier was not proposed again")
     replica.apply(1)
-    t.join(2)
+    finished(t)
     assert results == {"a": 1} and barrier.reproposed >= 1
     replica.apply(0)  # the lost one turns up late: ignored, nothing breaks
 
@@ -89,7 +108,7 @@ def test_a_failed_barrier_fails_its_readers_as_unavailable() -> None:
     t = reader(barrier, results, "a")
     wait_until(lambda: replica.proposals, 2, "not proposed")
     replica.apply(0, FAIL_REASON.NOT_LEADER)
-    t.join(2)
+    finished(t)
     assert isinstance(results["a"], Unavailable) and results["a"].leader == "leader:1"
 
 
