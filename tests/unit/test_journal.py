@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from cairn_server.raft.journal import RocksJournal
@@ -64,35 +62,55 @@ _COMPACTOR = r"""
 import sys
 from cairn_server.raft.journal import RocksJournal
 from cairn_server.storage import RocksStore
-store = RocksStore(sys.argv[1]); j = RocksJournal(store, sync=True)
+path, round_, appends, keep = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+store = RocksStore(path); j = RocksJournal(store, sync=True)
 if len(j) == 0:
     for i in range(1, 3001):
         j.add(b"x" * 200, i, 1)
-print("ready", flush=True)
 nxt = j[-1][1] + 1
-while True:  # append and compact forever, until killed
-    for _ in range(50):
-        j.add(b"y" * 200, nxt, 2); nxt += 1
-    j.deleteEntriesTo(40)
+for _ in range(appends):
+    j.add(b"r%d-%d" % (round_, nxt), nxt, 2)  # synced before add returns (sync=True)
+    nxt += 1
+print("durable", j[0][1], j[-1][1], flush=True)
+print("compacting to", j[len(j) - keep][1], flush=True)
+j.deleteEntriesTo(len(j) - keep)  # the armed failpoint exits in here
+print("compacted", flush=True)
 """
+
+# (failpoint, exit code): before the range delete is written; right after it was written (and synced).
+_KILL_POINTS = [("journal.compact", 97), ("journal.compact.written", 98)]
 
 
 def test_kill_during_compaction_never_loses_the_end_of_the_log(tmp_path: Path) -> None:
     """Trap 2: FileJournal rewrites its file in place when compacting; a kill -9 there leaves a prefix.
 
-    Here compaction is one range delete in a WriteBatch, so after any kill the journal is
-    contiguous and ends where the last synced append ended.
+    Here compaction is one range delete in a WriteBatch: a crash at either failpoint inside
+    deleteEntriesTo leaves the journal contiguous, ending at the last synced append, and compacted
+    either not at all (before the write) or entirely (after it).
     """
     db = tmp_path / "db"
     for round_ in range(8):
-        proc = subprocess.Popen([sys.executable, "-c", _COMPACTOR, str(db)], stdout=subprocess.PIPE)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        time.sleep(0.05 + 0.03 * round_)  # let it run for a varying while, then kill mid-loop
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        point, code = _KILL_POINTS[round_ % 2]
+        appends, keep = 60 + 37 * round_, 40 + 3 * round_
+        proc = subprocess.run(
+            [sys.executable, "-c", _COMPACTOR, str(db), str(round_), str(appends), str(keep)],
+            env={**os.environ, "CAIRN_FAILPOINTS": f"{point}=exit({code})"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        # Killed at the failpoint: its exit code, its log line, after the marker and before the end.
+        assert proc.returncode == code, (point, proc.returncode, proc.stdout, proc.stderr)
+        assert f"failpoint {point}: exiting with {code}" in proc.stderr, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[-1].startswith("compacting to") and "compacted" not in lines, proc.stdout
+        first, last = (int(x) for x in lines[-2].removeprefix("durable ").split())
+        compacted_to = int(lines[-1].removeprefix("compacting to "))
+
         store, j = open_journal(db)
         indexes = [e[1] for e in j]
-        assert indexes, "journal emptied"
-        assert indexes == list(range(indexes[0], indexes[0] + len(indexes))), "journal has a gap"
-        assert len(j) >= 40, "compaction dropped more than it should"
+        assert indexes == list(range(indexes[0], indexes[0] + len(indexes))), f"round {round_}: journal has a gap"
+        assert indexes[-1] == last and j[-1] == (b"r%d-%d" % (round_, last), last, 2), f"round {round_}: end lost"
+        expected_first = first if point == "journal.compact" else compacted_to
+        assert indexes[0] == expected_first, f"round {round_}, killed at {point}: compaction not atomic"
         store.close()
