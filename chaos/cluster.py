@@ -1,9 +1,19 @@
 """The cluster under test: N real node processes, each in its own network namespace when running as root
-(so links can be cut), otherwise on loopback with kills and pauses only."""
+(so links can be cut), otherwise on loopback with kills and pauses only.
+
+For the storage and clock faults, a node can also get its own failpoint file (DATA_DIR/nodeN/failpoints,
+outside its data directory so that a full disk never stops the nemesis from writing it; see
+server/cairn_server/failpoints.py) and, as root, a size-limited data directory (a tmpfs at
+DATA_DIR/nodeN/data that the disk faults fill with a ballast file). `stop()` removes every mount and
+namespace, also after a failure.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +26,8 @@ from .netns import NetnsNetwork, netns_available
 from .workers import WorkerPool
 
 UNSAFE_READS_ENV = "CAIRN_TEST_ONLY_UNSAFE_LOCAL_READS"
+FAILPOINTS_FILE_ENV = "CAIRN_FAILPOINTS_FILE"
+BALLAST = "chaos-ballast"  # the file a disk fault fills a node's data directory with
 NODE_OVERRIDES = {
     "limits": {"history_limit": 100_000, "request_timeout": "5s"},
     "raft": {"snapshot_entries": 300},
@@ -51,12 +63,20 @@ class ChaosCluster:
     paused: set[int] = field(default_factory=set)
     overrides: dict[str, Any] = field(default_factory=dict)  # merged over NODE_OVERRIDES
     workers: WorkerPool | None = None  # the workflow workload's workers (their faults are the nemesis')
+    failpoints: bool = False  # give every node its own failpoint file (fsync and clock faults)
+    data_tmpfs_mib: int = 0  # > 0: every node's data directory is a tmpfs of this size (disk faults)
+    # Nodes the nemesis stopped on purpose (kill -9, graceful stop); any other dead node exited by itself.
+    downed: set[int] = field(default_factory=set)
+    fault_seq: int = 0  # bumped at every node fault injection (recovery watchers stop at the next one)
+    _armed: dict[int, dict[str, str]] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def start(self) -> None:
         if self.use_netns and not netns_available():
             self.use_netns = False
         env = {UNSAFE_READS_ENV: "1"} if self.unsafe_reads else {}
         overrides = merged(NODE_OVERRIDES, self.overrides)
+        extra = {"node_env": self._node_env if self.failpoints else None, "data_tmpfs_mib": self.data_tmpfs_mib}
         if self.use_netns:
             self.net = NetnsNetwork(self.nodes, prefix=self.prefix, subnet=self.subnet).create()
             self.local = LocalCluster(
@@ -67,12 +87,24 @@ class ChaosCluster:
                 wrap=self.net.exec_prefix,
                 env=env,
                 overrides=overrides,
+                **extra,
             )
         else:
             self.local = LocalCluster(
-                self.data_dir, nodes=self.nodes, base_port=free_base_port(self.nodes), env=env, overrides=overrides
+                self.data_dir,
+                nodes=self.nodes,
+                base_port=free_base_port(self.nodes),
+                env=env,
+                overrides=overrides,
+                **extra,
             )
+        if self.failpoints:
+            for i in range(self.nodes):
+                self._write_failpoints(i)
         self.local.start_and_wait(60)
+
+    def _node_env(self, i: int) -> dict[str, str]:
+        return {FAILPOINTS_FILE_ENV: str(self.failpoints_file(i))}
 
     @property
     def cluster(self) -> LocalCluster:
@@ -113,11 +145,120 @@ class ChaosCluster:
 
     def kill(self, i: int) -> None:
         self.resume(i)
+        self.downed.add(i)
         self.cluster.kill_node(i)
+
+    def stop_node(self, i: int) -> int | None:
+        """A graceful stop (SIGTERM); the exit code."""
+        self.resume(i)
+        self.downed.add(i)
+        return self.cluster.stop_node(i)
 
     def start_node(self, i: int) -> None:
         if not self.cluster.alive(i):
+            self.downed.discard(i)
             self.cluster.start_node(i)
+
+    def alive(self, i: int) -> bool:
+        return self.cluster.alive(i)
+
+    def exit_code(self, i: int) -> int | None:
+        """Node i's exit code, or None while it runs (or never ran)."""
+        proc = self.cluster.procs.get(i)
+        return None if proc is None else proc.poll()
+
+    def node_id(self, i: int) -> str:
+        return self.cluster.specs[i].node_id
+
+    def log_size(self, i: int) -> int:
+        try:
+            return self.cluster.specs[i].log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, i: int, offset: int) -> str:
+        """Node i's log from byte `offset` on (what it said since a fault was injected)."""
+        try:
+            with open(self.cluster.specs[i].log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    # ---- failpoints (server/cairn_server/failpoints.py) -----------------------------------------
+
+    def failpoints_file(self, i: int) -> Path:
+        return self.cluster.specs[i].data_dir / "failpoints"
+
+    def set_failpoint(self, i: int, name: str, action: str | None) -> None:
+        """Arm `name=action` on node i (None disarms it); the node sees it within about 50 ms."""
+        if not self.failpoints:
+            raise RuntimeError("this cluster was started without failpoint files")
+        with self._lock:
+            armed = self._armed.setdefault(i, {})
+            if action is None:
+                armed.pop(name, None)
+            else:
+                armed[name] = action
+            self._write_failpoints(i)
+
+    def clear_failpoints(self) -> None:
+        if not self.failpoints:
+            return
+        with self._lock:
+            for i in range(self.nodes):
+                if self._armed.get(i):
+                    self._armed[i] = {}
+                    self._write_failpoints(i)
+
+    def _write_failpoints(self, i: int) -> None:
+        path = self.failpoints_file(i)
+        text = "".join(f"{name}={action}\n" for name, action in sorted(self._armed.get(i, {}).items()))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)  # whole: the node never reads half a file
+
+    # ---- disk space (a tmpfs per node) ----------------------------------------------------------
+
+    def data_path(self, i: int) -> Path:
+        return self.cluster.specs[i].node_data_dir
+
+    def fill_disk(self, i: int) -> int:
+        """Fill node i's data directory with a ballast file until the disk is full; bytes written."""
+        if not self.data_tmpfs_mib:
+            raise RuntimeError("this cluster was started without size-limited data directories")
+        chunk = b"\0" * (1 << 20)
+        written = 0
+        with open(self.data_path(i) / BALLAST, "ab") as f:
+            while True:
+                try:
+                    written += os.write(f.fileno(), chunk)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    break
+            # The last partial page: the disk is then full to the byte, not to the MiB.
+            for size in (65536, 4096, 512, 1):
+                while True:
+                    try:
+                        written += os.write(f.fileno(), chunk[:size])
+                    except OSError as exc:
+                        if exc.errno != errno.ENOSPC:
+                            raise
+                        break
+        return written
+
+    def free_disk(self, i: int) -> bool:
+        """Delete node i's ballast; whether there was one."""
+        try:
+            (self.data_path(i) / BALLAST).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def disk_free(self, i: int) -> int:
+        st = os.statvfs(self.data_path(i))
+        return st.f_bavail * st.f_frsize
 
     def pause(self, i: int) -> None:
         if self.cluster.alive(i):
@@ -138,13 +279,25 @@ class ChaosCluster:
         with Client([self.endpoints[i]], timeout=10) as c:
             c.snapshot(self.endpoints[i], timeout=10)
 
-    def heal_everything(self) -> None:
+    def heal_everything(self) -> dict[str, int | None]:
+        """Everything back: nodes resumed, links healed, failpoints off, ballast gone, dead nodes restarted.
+
+        Returns the nodes that were found dead without the nemesis having stopped them (node id -> exit code).
+        """
         for i in list(self.paused):
             self.resume(i)
         if self.net is not None:
             self.net.heal()
+        self.clear_failpoints()
+        if self.data_tmpfs_mib:
+            for i in range(self.nodes):
+                self.free_disk(i)
+        exited: dict[str, int | None] = {}
         for i in range(self.nodes):
+            if not self.cluster.alive(i) and i not in self.downed and i in self.cluster.procs:
+                exited[self.node_id(i)] = self.exit_code(i)
             self.start_node(i)
+        return exited
 
     def wait_caught_up(self, timeout: float = 60.0) -> bool:
         """Every node alive, one leader, and every node has applied the leader's commit index."""
@@ -159,12 +312,19 @@ class ChaosCluster:
             time.sleep(0.2)
         return False
 
-    def stop(self) -> None:
+    def stop(self) -> list[str]:
+        """Stop every node, then remove every mount and namespace; returns mounts that would not go."""
+        left: list[str] = []
         try:
             if self.local is not None:
                 for i in list(self.paused):
                     self.resume(i)
                 self.local.stop()
         finally:
-            if self.net is not None:
-                self.net.destroy()
+            try:
+                if self.local is not None:
+                    left = self.local.unmount_data()
+            finally:
+                if self.net is not None:
+                    self.net.destroy()
+        return left

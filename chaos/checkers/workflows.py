@@ -17,6 +17,14 @@ Rules, one verdict each:
    fencing token), and every write under a lease carries the token of the claim in force; the
    execution that produced a persisted result ran under that token too.
 5. wf-step-order: steps are persisted in order, each name at most once, all of them when COMPLETED.
+6. wf-lease-early-expiry (runs with clock faults): no lease expired sooner than its duration after it
+   was granted, in true time (the early expiry a leader's clock jump causes).
+
+Clock faults: rules 3 and 4 compare leader-stamped times with each other and with the workers' clock,
+which a skewed leader's stamps make meaningless. Given the skew windows (wall from, wall to, offset) of
+the clock faults, a stamp's true time is only known to lie in an interval (the stamp itself, or the stamp
+minus an offset in force when it could have been made), and a comparison is a violation only when it holds
+for every reading; without clock faults each interval is the stamp itself and nothing changes.
 """
 
 from __future__ import annotations
@@ -26,6 +34,21 @@ from typing import Any
 
 from ..history import FAIL, INFO, OK, Operation
 from . import Verdict
+
+Skew = tuple[int, int, float]  # a node's clock offset in force: wall ns from, wall ns to, offset seconds
+SKEW_MARGIN_NS = 1_000_000_000  # a node sees a new offset within ~50 ms; generously more
+EARLY_TOLERANCE_NS = 50_000_000  # the claim's stamp and its expiry are read from the clock a moment apart
+
+
+def true_time(stamp: int, skews: list[Skew] | None) -> tuple[int, int]:
+    """The interval a leader's stamp's true wall time lies in, given the clock faults' skew windows."""
+    candidates = [stamp]
+    for start, end, offset in skews or []:
+        t = stamp - int(offset * 1e9)
+        if start - SKEW_MARGIN_NS <= t <= end + SKEW_MARGIN_NS:
+            candidates.append(t)
+    return min(candidates), max(candidates)
+
 
 CLAIM = "RUN_CLAIMED"
 ENDS = ("LEASE_EXPIRED", "RUN_COMPLETED", "RUN_ATTEMPT_FAILED", "RUN_CANCELLED")
@@ -152,11 +175,12 @@ def _leases(run: dict) -> dict[int, tuple[dict, dict | None]]:
     return out
 
 
-def no_reexecution(final: dict[str, dict], events: list[dict]) -> Verdict:
+def no_reexecution(final: dict[str, dict], events: list[dict], skews: list[Skew] | None = None) -> Verdict:
     """Rule 3: no execution of step S of run R starts after S's result was persisted.
 
     A violation says whether the execution's own lease had already ended when it started (a worker acting
-    on a lease it no longer held: `stale_lease_executions`) or was still in force.
+    on a lease it no longer held: `stale_lease_executions`) or was still in force. With clock faults, an
+    execution is after the persist only if it is after every true time the persist's stamp allows.
     """
     persisted: dict[tuple[str, str], int] = {}
     for wid, run in final.items():
@@ -165,15 +189,19 @@ def no_reexecution(final: dict[str, dict], events: list[dict]) -> Verdict:
                 if h["kind"] == "STEP_RECORDED":
                     persisted.setdefault((wid, h["step_name"]), h["time_ns"])
     violations = []
-    stale = 0
+    stale = excused = 0
     by_step = _by_step(events)
     for (wid, name), executions in sorted(by_step.items()):
         at = persisted.get((wid, name))
         if at is None:
             continue
+        latest = true_time(at, skews)[1]
         leases = _leases(final[wid])
         for e in executions:
             if e["time_ns"] <= at:
+                continue
+            if e["time_ns"] <= latest:
+                excused += 1  # after the stamp, but a skewed leader's stamp may be late
                 continue
             why = f"its lease (token {e.get('token')}) is not in the run's history"
             if e.get("token") in leases:
@@ -198,13 +226,18 @@ def no_reexecution(final: dict[str, dict], events: list[dict]) -> Verdict:
         "re_executions_after_persist": len(violations),
         "stale_lease_executions": stale,
     }
+    if skews:
+        details["undecidable_under_clock_skew"] = excused
     return Verdict("wf-no-reexecution", not violations, violations, details)
 
 
-def single_lease(final: dict[str, dict], events: list[dict]) -> Verdict:
-    """Rule 4: one lease at a time per run, and every write under a lease is fenced by its token."""
+def single_lease(final: dict[str, dict], events: list[dict], skews: list[Skew] | None = None) -> Verdict:
+    """Rule 4: one lease at a time per run, and every write under a lease is fenced by its token.
+
+    With clock faults, a claim is before the previous lease's end only if it is in every reading of the stamps.
+    """
     violations = []
-    claims = recoveries = 0
+    claims = recoveries = excused = 0
     token_of_result = {(e["run"], e["step"], e["result"]): e.get("token") for e in events}
     for wid, run in sorted(final.items()):
         if not _exists(run):
@@ -230,7 +263,11 @@ def single_lease(final: dict[str, dict], events: list[dict]) -> Verdict:
                         f"{wid} v{h['version']} {kind} (token {token}) while the lease claimed at "
                         f"v{claim['version']} (token {claim['token']}) had not ended"
                     )
-                if last_end is not None and h["time_ns"] < last_end["time_ns"]:
+                early = last_end is not None and h["time_ns"] < last_end["time_ns"]
+                if early and true_time(h["time_ns"], skews)[1] >= true_time(last_end["time_ns"], skews)[0]:
+                    excused += 1  # the stamps disagree, but a skewed leader may have made one of them
+                elif early:
+                    assert last_end is not None
                     violations.append(
                         f"{wid} v{h['version']} {kind} at {h['time_ns']} is before the previous lease ended "
                         f"(v{last_end['version']} {last_end['kind']} at {last_end['time_ns']})"
@@ -254,7 +291,10 @@ def single_lease(final: dict[str, dict], events: list[dict]) -> Verdict:
                         )
             if kind in ENDS:
                 claim, last_end = None, h
-    return Verdict("wf-leases", not violations, violations, {"claims": claims, "recoveries": recoveries})
+    details = {"claims": claims, "recoveries": recoveries}
+    if skews:
+        details["undecidable_under_clock_skew"] = excused
+    return Verdict("wf-leases", not violations, violations, details)
 
 
 def step_order(final: dict[str, dict], steps: int) -> Verdict:
@@ -278,12 +318,86 @@ def step_order(final: dict[str, dict], steps: int) -> Verdict:
     return Verdict("wf-step-order", not violations, violations, {"runs": sum(_exists(r) for r in final.values())})
 
 
-def check(ops: list[Operation], final: dict[str, dict], events: list[dict], steps: int) -> list[Verdict]:
+def early_expiry(
+    ops: list[Operation],
+    final: dict[str, dict],
+    events: list[dict],
+    *,
+    lease_s: float,
+    skews: list[Skew],
+    wall_offset_ns: int,
+    final_wall_ns: int = 0,
+) -> Verdict:
+    """Rule 6: no lease expired sooner than its duration after it was granted (true time).
+
+    A lease lasts at least its duration from its grant: heartbeats only extend it, and a new leader waits a
+    full lease duration before expiring a predecessor's lease. Without heartbeat records, the claim is the
+    grant to measure from, and the check is sound but not complete:
+    - the claim's true time is at least the lowest reading of its stamp and, for a run's first claim, the
+      moment its start was invoked (the run did not exist before);
+    - the expiry's true time is at most the highest reading of its stamp, the first execution of the run's
+      code under a later lease (a later claim follows the expiry in the run's log), the return of a read that
+      saw the expiry's version, and the final read.
+    A lease is reported when even the latest expiry is more than the duration before the earliest claim
+    (less a 50 ms tolerance). `expired_early_by_stamps` counts what the stamps alone say (clocks taken at
+    their word).
+    """
+    lease_ns = int(lease_s * 1e9)
+    to_wall = wall_offset_ns
+    started: dict[str, int] = {}
+    read_at: dict[str, list[tuple[int, int]]] = {}  # run -> [(version seen, wall time of the read's return)]
+    for op in ops:
+        if op.f == "start":
+            started[op.key] = min(started.get(op.key, op.call + to_wall), op.call + to_wall)
+        elif op.f == "wf-read" and op.outcome == OK and op.value and op.ret is not None:
+            read_at.setdefault(op.key, []).append((int(op.value.get("version") or 0), op.ret + to_wall))
+    executions: dict[str, list[tuple[int, int]]] = {}  # run -> [(token, wall time)]
+    for e in events:
+        executions.setdefault(e["run"], []).append((int(e.get("token") or 0), int(e["time_ns"])))
+    violations = []
+    expired = by_stamps = 0
+    for wid, run in sorted(final.items()):
+        if not _exists(run):
+            continue
+        first = True
+        for token, (claim, end) in sorted(_leases(run).items()):
+            is_first, first = first, False
+            if end is None or end["kind"] != "LEASE_EXPIRED":
+                continue
+            expired += 1
+            by_stamps += end["time_ns"] - claim["time_ns"] < lease_ns - EARLY_TOLERANCE_NS
+            claim_lo = true_time(claim["time_ns"], skews)[0]
+            if is_first and wid in started:
+                claim_lo = max(claim_lo, started[wid] - EARLY_TOLERANCE_NS)
+            bounds = [true_time(end["time_ns"], skews)[1]]
+            bounds += [t for k, t in executions.get(wid, []) if k > token]
+            bounds += [t for v, t in read_at.get(wid, []) if v >= end["version"]]
+            if final_wall_ns:
+                bounds.append(final_wall_ns)
+            end_hi = min(bounds)
+            if end_hi < claim_lo + lease_ns - EARLY_TOLERANCE_NS:
+                violations.append(
+                    f"{wid} lease token {token} (claimed at v{claim['version']}) expired at v{end['version']} "
+                    f"at most {(end_hi - claim_lo) / 1e9:.2f}s after it was granted, under its {lease_s}s "
+                    f"duration (stamps: {(end['time_ns'] - claim['time_ns']) / 1e9:+.2f}s)"
+                )
+    details = {
+        "leases_expired": expired,
+        "expired_early_by_stamps": by_stamps,
+        "expired_early_for_certain": len(violations),
+        "skew_windows": len(skews),
+    }
+    return Verdict("wf-lease-early-expiry", not violations, violations, details)
+
+
+def check(
+    ops: list[Operation], final: dict[str, dict], events: list[dict], steps: int, skews: list[Skew] | None = None
+) -> list[Verdict]:
     return [
         liveness(ops, final),
         results_stable(ops, final, events),
-        no_reexecution(final, events),
-        single_lease(final, events),
+        no_reexecution(final, events, skews),
+        single_lease(final, events, skews),
         step_order(final, steps),
     ]
 
