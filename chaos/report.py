@@ -283,8 +283,10 @@ def _plot(path: Path, ops: list[Operation], faults: list[Any], meta: dict) -> No
     for fault in faults:
         a, b = (fault.start_ns - t0) / 1e9, ((fault.end_ns or fault.start_ns) - t0) / 1e9
         color = FAMILY_COLORS.get(_family(fault), "grey")
+        # Worker faults overlap the node faults (their own schedule): a strip along the bottom, not a band.
+        height = 0.05 if _family(fault) == "workers" else 1.0
         for ax in (ax1, ax2):
-            ax.axvspan(a, b, color=color, alpha=0.08 if fault.error else 0.2)
+            ax.axvspan(a, b, ymax=height, color=color, alpha=0.08 if fault.error else 0.2 if height == 1 else 0.5)
         if label:
             ax1.annotate(fault.name, (a, ax1.get_ylim()[1] * 0.9), fontsize=7, rotation=90, va="top")
     if counts:
