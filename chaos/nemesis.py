@@ -486,6 +486,21 @@ def _has_snapshot(c: ChaosCluster, i: int) -> bool:
     return (c.data_path(i) / SNAPSHOT_FILE).is_file()
 
 
+def _wait_applied_past(c: ChaosCluster, i: int, timeout: float) -> bool:
+    """Until node i (just restarted) answers and has applied entries beyond what it first reports."""
+    deadline = time.monotonic() + timeout
+    first = None
+    while time.monotonic() < deadline:
+        status = c.status(i)
+        if status is not None:
+            if first is None:
+                first = status.applied_index
+            elif status.applied_index > first:
+                return True
+        time.sleep(0.1)
+    return False
+
+
 def _corrupt(kind: str) -> Inject:
     """Stop a follower, flip bits in one of its files while it is down, start it again."""
     flip = {"sst": _corrupt_sst, "wal": _corrupt_wal, "snapshot": _corrupt_snapshot}[kind]
@@ -526,8 +541,7 @@ def _corrupt(kind: str) -> Inject:
                     raise RuntimeError(f"{ident}: {exc} ({attempt + 1} tries)") from None
                 notes.append(f"{exc}: restarted and stopped again")
                 c.start_node(i)
-                c.wait_caught_up(10)
-                time.sleep(0.5)
+                _wait_applied_past(c, i, 10.0)
         info["log_offset"] = c.log_size(i)
         info["aside_before"] = sorted(p.name for p in c.data_path(i).glob("*corrupt*"))
         info["restarted_ns"] = time.monotonic_ns()

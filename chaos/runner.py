@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
@@ -297,7 +298,16 @@ class Nemesis:
         except Exception as exc:  # a fault that could not be injected is reported, not fatal
             record.error, undo = f"{type(exc).__name__}: {exc}", (lambda: None)
         _log(f"{fault.name}: {record.description or record.error}")
-        time.sleep(hold)
+        try:
+            time.sleep(hold)
+        except BaseException:  # Ctrl-C or SIGTERM mid-fault: undo it and keep its record; the cluster stops next
+            record.details["interrupted"] = True
+            with contextlib.suppress(Exception):
+                undo()
+            record.end_ns = time.monotonic_ns()
+            with self.lock:
+                self.faults.append(record)
+            raise
         record.details["heal_ns"] = time.monotonic_ns()
         try:
             undo()

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import random
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 from rocksdict import Rdict
@@ -306,3 +311,42 @@ def test_netem_runs_or_is_reported_not_run(tmp_path: Path) -> None:
     assert json.loads((out / "run.json").read_text())["not_run"][0].startswith("netem-loss:")
     assert "WARNING: NOT RUN netem-loss" in mixed.stdout
     assert leftovers(out, "cqn") == []
+
+
+@needs_root
+def test_sigterm_in_the_middle_of_a_disk_fault_leaves_no_mount_process_or_namespace(tmp_path: Path) -> None:
+    out = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "chaos", "run", "--nodes", "3", "--duration", "120", "--faults"]
+    command += ["disk-full-majority", "--hold", "4", "--interval", "5", "--disk-mib", "64"]
+    command += ["--net-prefix", "cqi", "--subnet", "10.214.46", "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+    seen = []
+    try:
+        deadline = time.monotonic() + 120
+        while not any("disk-full-majority: disk full" in line for line in seen):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(seen)
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+        # Mid-fault: three tmpfs data directories, two or three of them full, nodes running.
+        assert len([m for m in Path("/proc/mounts").read_text().splitlines() if str(out) in m]) == 3
+        proc.send_signal(signal.SIGTERM)  # to the runner alone, as a service manager would
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGINT, "".join(seen)  # the runner's KeyboardInterrupt, after cleanup
+    assert leftovers(out, "cqi") == []
+    recorded = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines() if line]
+    # The fault in force when the signal came is recorded too (undone, marked interrupted).
+    assert recorded and recorded[-1]["name"] == "disk-full-majority" and recorded[-1]["details"]["interrupted"]
+
+
+def _pump(stream: IO[str], into: queue.Queue[str]) -> None:
+    for line in stream:
+        into.put(line)
