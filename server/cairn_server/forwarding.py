@@ -21,6 +21,7 @@ from .errors import Unavailable
 from .rpc.status import FORWARDED_KEY, PassThrough
 
 _MARGIN = 0.05
+_NO_DEADLINE = 365 * 24 * 3600.0
 
 
 class Forwarder:
@@ -55,7 +56,9 @@ class Forwarder:
         if self.was_forwarded(context):
             raise Unavailable("this node is no longer the leader", leader=None)
         remaining = context.time_remaining()
-        timeout = self._default_timeout if remaining is None else max(0.001, remaining - _MARGIN)
+        # Without a caller deadline gRPC reports ~2**63 ns remaining, which as a timeout has already expired.
+        no_deadline = remaining is None or remaining > _NO_DEADLINE
+        timeout = self._default_timeout if no_deadline else max(0.001, remaining - _MARGIN)
         call = getattr(stub(self.channel(leader_grpc)), method).future(
             request, timeout=timeout, metadata=((FORWARDED_KEY, "1"),)
         )

@@ -29,6 +29,7 @@ from .raft.journal import RocksJournal
 from .raft.replica import Replica, role_name
 from .raft.snapshot import Snapshots
 from .rpc.cluster_service import ClusterService
+from .rpc.decoding import DecodeErrorsAreInvalidArgument
 from .rpc.reads import Reader
 from .rpc.state_service import NodeService, StateService
 from .rpc.workflow_service import WorkflowService
@@ -115,6 +116,7 @@ class Node:
         self.server = grpc.server(
             # Long polls (PollWork) hold a thread each while they wait.
             futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="grpc"),
+            interceptors=[DecodeErrorsAreInvalidArgument()],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),

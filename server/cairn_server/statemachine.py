@@ -113,6 +113,11 @@ class StateMachine:
             self._applied = index
             self._applied_cond.notify_all()
 
+    def skip(self, index: int) -> None:
+        """An entry without effect on the state (pysyncobj's no-op): the applied index moves, in memory only."""
+        if index > self._applied:
+            self._advance(index)
+
     def reset_applied(self, index: int) -> None:
         """After a snapshot install replaced the state wholesale."""
         self._advance(index)
@@ -137,10 +142,12 @@ class StateMachine:
         batch = self.store.batch()
         try:
             result = self.dedup_result(cmd)
+            # Purge first: a WriteBatch applies in order, so a request id recorded again below (reused after
+            # its window) is not deleted with its own expired record.
+            self._purge_dedup(cmd.time_ns, batch)
             if result is None:
                 result = self._execute(cmd, batch, index)
                 self._record_dedup(cmd, result, batch)
-            self._purge_dedup(cmd.time_ns, batch)
         except StorageError:
             # The disk, not the command: a rejection here would let this replica diverge from the others.
             log.critical("RocksDB read failed while applying entry %d; stopping the node", index, exc_info=True)

@@ -68,11 +68,11 @@ def validate_expected_version(has: bool, value: int) -> None:
         raise InvalidArgument(f"expected_version {value} is absurd: versions never exceed {MAX_VERSION}")
 
 
-def validate_step(step: str) -> None:
+def validate_step(step: str, field: str = "current_step") -> None:
     if len(step.encode()) > MAX_STEP_BYTES:
-        raise InvalidArgument(f"current_step is {len(step.encode())} bytes; the limit is {MAX_STEP_BYTES}")
+        raise InvalidArgument(f"{field} is {len(step.encode())} bytes; the limit is {MAX_STEP_BYTES}")
     if any(ord(c) < 0x20 for c in step):
-        raise InvalidArgument("current_step contains control characters")
+        raise InvalidArgument(f"{field} contains control characters")
 
 
 def validate_labels(labels: dict[str, str]) -> None:

@@ -1217,12 +1217,6 @@ def test_the_nesting_limit_below_the_decoders_is_accepted(world: World) -> None:
     assert (depth, node) == (32, {"leaf": "x"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="library bug: an undecodable request is INTERNAL 'Exception deserializing request!' (grpc's own "
-    "answer, before any Cairn code runs), not INVALID_ARGUMENT naming the problem; see the report",
-)
 @pytest.mark.parametrize(("case", "payload", "needle"), UNDECODABLE, ids=[u[0] for u in UNDECODABLE])
 def test_an_undecodable_request_is_invalid_argument(world: World, case: str, payload: bytes, needle: str) -> None:
     raw = world.raw
@@ -1238,12 +1232,6 @@ def test_an_undecodable_request_is_invalid_argument(world: World, case: str, pay
         assert raw.digest() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="library bug: PersistState checks only the new step, variables and labels against "
-    "limits.max_state_bytes, not the run fields kept with them (rpc/state_service.py _check_state_size)",
-)
 def test_a_persist_on_a_run_cannot_take_its_state_over_the_cap(world: World) -> None:
     """The run's own fields (its 40 KiB input) are part of the state like the variables, and the cap is on the
     state ("a larger state is RESOURCE_EXHAUSTED"). Uses its own run: when this bug shows, the run grows."""
@@ -1261,12 +1249,6 @@ def test_a_persist_on_a_run_cannot_take_its_state_over_the_cap(world: World) -> 
     assert raw.digest() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="library bug: StartWorkflow checks only the input against limits.max_state_bytes, not the labels "
-    "that go into the same state (rpc/workflow_service.py StartWorkflow _check_size)",
-)
 def test_a_start_whose_input_and_labels_together_exceed_the_cap_is_refused(world: World) -> None:
     raw = world.raw
     labels = {f"k{i:02d}-" + "k" * 58: "v" * 256 for i in range(64)}  # the most labels allow: ~21 KiB
@@ -1288,12 +1270,6 @@ def test_a_start_whose_input_and_labels_together_exceed_the_cap_is_refused(world
 BAD_STEP_NAMES = [("control_character", "a\tb"), ("257_bytes", "s" * 257)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="library bug: RecordStep validates step_name with workflow.validate_step, whose messages name "
-    "'current_step', a field RecordStepRequest does not have (rpc/workflow_service.py RecordStep)",
-)
 @pytest.mark.parametrize(("case", "name"), BAD_STEP_NAMES, ids=[c for c, _ in BAD_STEP_NAMES])
 def test_a_bad_step_name_is_named_step_name(world: World, case: str, name: str) -> None:
     raw = world.raw
@@ -1362,12 +1338,6 @@ def test_a_follower_that_cannot_reach_a_paused_leader_answers_unavailable_with_t
     assert raw.digest() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="library bug: without a client deadline grpc reports time_remaining() ~9.2e18 s, and "
-    "forwarding.py passes that on as the forwarded call's timeout, which gRPC treats as already expired",
-)
 def test_a_write_without_a_deadline_sent_to_a_follower_is_forwarded(world: World) -> None:
     """grpcurl, or any client that sets no deadline: 'Any node's address works' (README)."""
     raw = world.raw

@@ -661,12 +661,6 @@ def test_dedup_window_from_the_config_bounds_how_long_a_request_id_is_remembered
     assert [h.version for h in changes_by(stored, r.request.request_id)] == [r.first.version, r.first.version + 1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="library bug: the apply that re-records a request id reused after its window also purges that id's "
-    "expired record, deleting the new one in the same WriteBatch (statemachine.py apply/_purge_dedup)",
-)
 def test_a_request_id_applied_again_after_its_window_is_remembered_again(window_cluster: Raw) -> None:
     raw = window_cluster
     leader = raw.handle.wait_leader()

@@ -260,16 +260,6 @@ class WrongStatusCode(AssertionError):
     """The write was refused (as it must be), but not with the documented UNAVAILABLE."""
 
 
-@pytest.mark.xfail(
-    raises=WrongStatusCode,
-    strict=True,
-    reason=(
-        "library bug: a leader that steps down (leaderFallbackTimeout) never fails the writes it is waiting on; "
-        "pysyncobj keeps them in __commandsWaitingCommit and only fails forwarded commands (__onLeaderChanged), so "
-        "the write ends DEADLINE_EXCEEDED at its deadline instead of UNAVAILABLE (raft/replica.py, Replica.propose); "
-        "remove this marker with the fix"
-    ),
-)
 def test_a_leader_that_lost_its_quorum_acknowledges_nothing_and_applies_a_write_at_most_once(make_cluster) -> None:
     c: ClusterHandle = make_cluster(3, QUORUM_OVERRIDES)
     leader = c.wait_leader()

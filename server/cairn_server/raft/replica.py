@@ -36,6 +36,7 @@ from .snapshot import Snapshots
 log = logging.getLogger(__name__)
 
 _JOURNAL_SENTINEL = "cairn-rocksdb-journal"
+_REGULAR = bytes([pso._COMMAND_TYPE.REGULAR])
 _journal_patch_lock = threading.Lock()
 _FAIL_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if not k.startswith("_")}
 
@@ -93,6 +94,13 @@ class Replica(SyncObj):
         self._rejoin_target: int | None = None
         if rejoining:
             log.warning("rejoining with empty data: not voting until caught up from a leader")
+        # Callbacks of the commands proposed here and not answered yet. pysyncobj fails a leader's own pending
+        # commands only when their index is applied (DISCARDED) -- not when it steps down -- so a deposed leader
+        # would keep its callers waiting until their deadline: we fail them with LEADER_CHANGED (outcome unknown).
+        self._pending_lock = threading.Lock()
+        self._pending: dict[int, Callable[[object, int], None]] = {}
+        self._pending_seq = 0
+        self._on_role_changed = on_state_changed
         self._peer_addresses = list(peer_addresses)
         conf = SyncObjConf(
             password=secret,
@@ -116,7 +124,7 @@ class Replica(SyncObj):
             connectionRetryTime=min(1.0, tuning.election_timeout / 2),
             connectionTimeout=max(1.0, tuning.election_timeout * 2),
             dynamicMembershipChange=False,
-            onStateChanged=on_state_changed,
+            onStateChanged=self._state_changed,
         )
         with _journal_patch_lock:
             original = pso.createJournal
@@ -142,7 +150,7 @@ class Replica(SyncObj):
             box["result"], box["error"] = result, error
             done.set()
 
-        self._cairn_apply(payload, callback=callback)
+        self._cairn_apply(payload, callback=self._answer_once(callback))
         if not done.wait(timeout):
             raise DeadlineExceeded(
                 "the write was not committed in time; its outcome is unknown (retry with the same request_id)",
@@ -157,7 +165,31 @@ class Replica(SyncObj):
         return box["result"]  # type: ignore[return-value]
 
     def propose_async(self, payload: bytes, callback: Callable[[object, int], None]) -> None:
-        self._cairn_apply(payload, callback=callback)
+        self._cairn_apply(payload, callback=self._answer_once(callback))
+
+    def _answer_once(self, callback: Callable[[object, int], None]) -> Callable[[object, int], None]:
+        """`callback`, called once: with pysyncobj's answer, or with LEADER_CHANGED if this node steps down first."""
+        with self._pending_lock:
+            self._pending_seq += 1
+            key = self._pending_seq
+            self._pending[key] = callback
+
+        def once(result: object, error: int) -> None:
+            with self._pending_lock:
+                if self._pending.pop(key, None) is None:
+                    return  # already failed at a step-down
+            callback(result, error)
+
+        return once
+
+    def _state_changed(self, old: int, new: int) -> None:
+        if old == _RAFT_STATE.LEADER and new != _RAFT_STATE.LEADER:
+            with self._pending_lock:
+                pending, self._pending = list(self._pending.values()), {}
+            for callback in pending:
+                callback(None, FAIL_REASON.LEADER_CHANGED)
+        if self._on_role_changed is not None:
+            self._on_role_changed(old, new)
 
     # ---- views -------------------------------------------------------------------------------
 
@@ -299,6 +331,14 @@ class Replica(SyncObj):
         SyncObj._SyncObj__onMessageReceived(self, node, bare)
         self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=verified + 1, success=True)
         return None
+
+    def _SyncObj__doApplyCommand(self, command):
+        result = SyncObj._SyncObj__doApplyCommand(self, command)
+        if command[:1] != _REGULAR:
+            # pysyncobj's own entries (the no-op of a new leader) never reach the state machine, yet they are
+            # committed indexes that clients see (Status, SynchronizeState): count them as applied.
+            self._machine.skip(self.raftLastApplied + 1)
+        return result
 
     def _SyncObj__sendNextNodeIdx(self, node, reset=False, nextNodeIdx=None, success=False):
         self._journal.flush()  # never acknowledge entries that are not yet durable

@@ -66,10 +66,12 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             raise NotFound(f"checkpoint {checkpoint_id!r} of workflow {workflow_id!r} does not exist")
         return cp
 
-    def _check_state_size(self, workflow_id: str, step: str, variables, labels) -> None:
+    def _check_state_size(self, workflow_id: str, step: str, variables, labels, run=None) -> None:
         probe = state_pb2.WorkflowState(workflow_id=workflow_id, version=1, current_step=step)
         probe.variables.CopyFrom(variables)
         probe.metadata.labels.update(labels)
+        if run is not None:
+            probe.run.CopyFrom(run)  # a persist keeps the run fields: they are part of the state
         size = probe.ByteSize()
         if size > self.config.limits.max_state_bytes:
             raise ResourceExhausted(
@@ -89,6 +91,11 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         self._check_state_size(request.workflow_id, request.current_step, request.variables, request.labels)
 
         def build(cmd: command_pb2.Command, _now: int) -> None:
+            current = self.machine.get_state(request.workflow_id)
+            if current is not None and current.HasField("run"):
+                self._check_state_size(
+                    request.workflow_id, request.current_step, request.variables, request.labels, current.run
+                )
             op = cmd.persist
             op.workflow_id, op.current_step = request.workflow_id, request.current_step
             op.variables.CopyFrom(request.variables)

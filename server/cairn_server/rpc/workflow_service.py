@@ -93,7 +93,10 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
         workflow.validate_workflow_type(request.workflow_type)
         workflow.validate_json_value(request.input, "input")
         workflow.validate_labels(dict(request.labels))
-        self._check_size("input", request.input.ByteSize())
+        probe = state_pb2.WorkflowState(workflow_id=request.workflow_id)
+        probe.metadata.labels.update(request.labels)
+        probe.run.input.CopyFrom(request.input)
+        self._check_size("input and labels", probe.ByteSize())
 
         def build(cmd: command_pb2.Command, _now: int) -> None:
             op = cmd.start_run
@@ -291,7 +294,7 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
         self._validate_fenced(request.workflow_id, request.fencing_token)
         if not request.step_name:
             raise InvalidArgument("step_name is empty")
-        workflow.validate_step(request.step_name)
+        workflow.validate_step(request.step_name, "step_name")
         workflow.validate_json_value(request.result, f"result of step {request.step_name!r}")
 
         def build(cmd: command_pb2.Command, _now: int) -> None:

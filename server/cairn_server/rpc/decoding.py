@@ -1,0 +1,53 @@
+"""Requests protobuf cannot decode get INVALID_ARGUMENT, not gRPC's INTERNAL "Exception deserializing request!".
+
+gRPC decodes a request before any handler or interceptor code sees it, so a string field that is not
+UTF-8, or variables nested deeper than protobuf's recursion limit, would otherwise reach the caller as an
+internal error. This interceptor swaps each unary handler's deserializer for one that keeps the decode
+error, and the handler then refuses the request with a message that says what was wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+
+class _Undecodable:
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data) if deserializer is not None else data
+        except Exception as exc:  # protobuf's DecodeError, or a RecursionError on deep nesting
+            return _Undecodable(exc)
+
+    return decode
+
+
+def _guarded(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        if isinstance(request, _Undecodable):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request could not be decoded ({request.error}): a string field that is not UTF-8, "
+                "or values nested deeper than protobuf allows (variables nested over 32 levels)",
+            )
+        return behavior(request, context)
+
+    return handle
+
+
+class DecodeErrorsAreInvalidArgument(grpc.ServerInterceptor):
+    def intercept_service(self, continuation, handler_call_details):  # grpc's signature
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return handler._replace(
+            unary_unary=_guarded(handler.unary_unary),
+            request_deserializer=_tolerant(handler.request_deserializer),
+        )
