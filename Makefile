@@ -25,7 +25,7 @@ up: install
 	$(BIN)/cairn cluster up
 
 ## Install the test dependencies and run the whole suite. -rfEs lists every skip with its reason (and
-## failures and errors, pytest's default); a skip not in tests/conftest.py's ALLOWED_SKIPS fails the run.
+## failures and errors, pytest's default); a skip not in tests/skip_policy.py's ALLOWED_SKIPS fails the run.
 test: install-test
 	$(BIN)/python protos/generate.py --check
 	$(BIN)/ruff check .
