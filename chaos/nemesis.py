@@ -300,6 +300,9 @@ def _fsync(pick: Callable[[ChaosCluster, random.Random], list[int]], action: str
         if failing:
             info.update(expects_exit=ids, recover=ids)
         logs = {i: c.log_size(i) for i in nodes}
+        # Only a node that was serving can be said to have been stopped by this fault (not one still starting
+        # after the last heal, or failing to start for another reason).
+        info["serving_at_injection"] = [c.node_id(i) for i in nodes if c.status(i) is not None]
         watch = ExitWatch(c, nodes)
         for i in nodes:
             c.set_failpoint(i, "journal.sync", action)

@@ -107,8 +107,10 @@ def fsync(faults: list[Any]) -> Verdict:
                     )
         else:
             counts["slow"] += 1
+            serving = d.get("serving_at_injection", list(exits))
             for node, e in exits.items():
-                violations.append(f"{f.name}: a slow fsync stopped {node} (exit code {e.get('code')})")
+                if node in serving:  # a node that was not serving yet stopped for another reason (node-exits)
+                    violations.append(f"{f.name}: a slow fsync stopped {node} (exit code {e.get('code')})")
     return Verdict("fsync", not violations, violations, counts)
 
 
