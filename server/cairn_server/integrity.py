@@ -58,7 +58,10 @@ def open_verified(data_dir: Path, on_error: Callable[[str], None] | None = None)
         assert store is not None
         return Opened(store, None)
     if store is not None:
-        store.close()
+        try:
+            store.close()
+        except Exception as exc:  # closing flushes, and may hit the same damage: the data goes aside anyway
+            log.warning("closing the corrupt database failed: %s", exc)
     aside = quarantine(data_dir)
     log.critical("corrupt data found (%s); moved to %s and rejoining empty from the cluster", problem, aside)
     return Opened(RocksStore(data_dir / DB_DIR, on_error=on_error), problem)

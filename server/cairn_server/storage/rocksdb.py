@@ -237,8 +237,10 @@ class RocksStore:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._db.close()
-                # rocksdict keeps the DB lock while any column-family view is alive.
-                self._cfs.clear()
-                self._handles.clear()
-                del self._db
+                try:
+                    self._db.close()  # flushes the memtable: can fail on a damaged or full disk
+                finally:
+                    # rocksdict keeps the DB lock while any column-family view is alive.
+                    self._cfs.clear()
+                    self._handles.clear()
+                    del self._db
