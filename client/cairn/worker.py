@@ -229,6 +229,7 @@ class Worker:
         # The leader's wall clock minus ours, measured at every heartbeat round trip: leader clocks may be
         # skewed or jump, and the stamped expiries are on the leader's clock.
         self._leader_offset = 0.0
+        self._offset_measured = float("-inf")  # monotonic time of the heartbeat that measured it
         self._active: dict[str, Context] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -341,36 +342,50 @@ class Worker:
         while not (self._stopping.is_set() and not self._renewable()):
             time.sleep(self.heartbeat_interval)
             with self._lock:
-                leases = [(wid, ctx.token) for wid, ctx in self._active.items() if not ctx.lost]
-            if not leases:
-                continue
-            sent, wall_sent = time.monotonic(), time.time()
-            try:
-                results = self.client.heartbeat(self.worker_id, leases, timeout=self.heartbeat_interval * 2)
-            except CairnError as err:
-                log.warning("heartbeat for %d leases failed: %s", len(leases), err)
-                continue
-            except Exception:
-                log.exception("heartbeat failed")
-                continue
-            wall_received = time.time()
-            with self._lock:
-                for result in results:
-                    if result.extended and result.expires_at is not None:
-                        # One stamp for the whole batch: the leader's "now" is its expiry minus the duration.
-                        stamped = result.expires_at.timestamp() - self.lease_timeout
-                        self._leader_offset = stamped - (wall_sent + wall_received) / 2
-                        break
-                for result in results:
-                    ctx = self._active.get(result.workflow_id)
-                    if ctx is None or ctx.token != result.fencing_token:
-                        continue
-                    if result.extended:
-                        ctx.valid_until = sent + self.lease_timeout
-                        if result.expires_at is not None:
-                            ctx.expires_at = result.expires_at.timestamp() - self._leader_offset
-                    else:
-                        ctx.lost = result.error or "lease lost"
+                contexts = [ctx for ctx in self._active.values() if not ctx.lost]
+            if contexts:
+                self._renew(contexts)
+
+    def _renew(self, contexts: list[Context]) -> None:
+        """Heartbeat these leases once; updates each one's validity and the leader clock offset."""
+        leases = [(ctx.workflow_id, ctx.token) for ctx in contexts]
+        sent, wall_sent = time.monotonic(), time.time()
+        try:
+            results = self.client.heartbeat(self.worker_id, leases, timeout=self.heartbeat_interval * 2)
+        except CairnError as err:
+            log.warning("heartbeat for %d leases failed: %s", len(leases), err)
+            return
+        except Exception:
+            log.exception("heartbeat failed")
+            return
+        with self._lock:
+            for result in results:
+                if result.extended and result.expires_at is not None:
+                    # One stamp for the whole batch: the leader's "now" is its expiry minus the duration. It
+                    # was taken between our send and receive; assuming the earliest errs towards giving up early.
+                    stamped = result.expires_at.timestamp() - self.lease_timeout
+                    self._leader_offset = stamped - wall_sent
+                    self._offset_measured = sent
+                    break
+            for result in results:
+                ctx = self._active.get(result.workflow_id)
+                if ctx is None or ctx.token != result.fencing_token:
+                    continue
+                if result.extended:
+                    ctx.valid_until = sent + self.lease_timeout
+                    if result.expires_at is not None:
+                        ctx.expires_at = result.expires_at.timestamp() - self._leader_offset
+                else:
+                    ctx.lost = result.error or "lease lost"
+
+    def _confirm_claim(self, ctx: Context) -> None:
+        """A claim may have waited in the socket (this process paused) for longer than its lease, and its
+        monotonic deadline only starts at receipt; the wall-clock check needs a recent estimate of the
+        leader's clock offset (clocks may be skewed or jump). Without one, renew the lease once before any
+        step runs: its validity then starts when that heartbeat was sent."""
+        if time.monotonic() - self._offset_measured > self.lease_timeout:
+            ctx.valid_until = min(ctx.valid_until, time.monotonic())  # nothing runs on the claim alone
+            self._renew([ctx])
 
     # ---- executing one run --------------------------------------------------------------------------
 
@@ -379,6 +394,7 @@ class Worker:
         rid = f"{ctx.lease_id}:{token}"
         try:
             definition = self.workflows[task.run.workflow_type]
+            self._confirm_claim(ctx)
             ctx.check_lease()  # the claim may have waited in the socket while this process was paused
             output = definition(ctx, task.run.input)
             try:
