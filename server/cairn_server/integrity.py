@@ -1,18 +1,26 @@
 """Start-up integrity check: a node never serves, votes or replicates from data that fails a checksum.
 
 Before the replica starts, every RocksDB block (state and Raft journal) and the Raft snapshot file are
-read and their checksums verified. If anything is corrupt, the damaged files are moved aside into
-`DATA_DIR/corrupt-<time>/` (kept for an operator, never read again), the node starts empty and rejoins:
-the leader re-fills it with entries or a snapshot, and until it has caught up it neither votes nor
-campaigns (raft/replica.py). Its term and vote survive in the vote file beside the database.
+read and their checksums verified.
+- A damaged block or snapshot file: `db/` and `raft.snapshot` are moved aside into `DATA_DIR/corrupt-<time>/`
+  (kept for an operator, never read again) and the node starts empty.
+- A damaged record inside the WAL (which RocksDB refuses to open past, rather than silently dropping what
+  follows, see storage/rocksdb.py): the database is reopened keeping the consistent prefix before that
+  record, which may lack entries this node had acknowledged.
+Either way the node then *rejoins*: the leader re-fills it (entries or a snapshot), and until it has caught
+up it neither votes nor campaigns (raft/replica.py). The REJOINING marker file makes that survive restarts:
+it is written and synced before anything is moved, and removed only once the node has caught up. The term
+and vote survive in the vote file beside the database.
 
-Errors that are not corruption (a full disk, a lock held by another process, permissions) stop the
-start-up with the error instead: moving healthy data aside because the disk is full would be a loss.
+Errors that are not corruption (a full disk, a lock held by another process, permissions, a snapshot in a
+format this version does not know) stop the start-up with the error instead: moving healthy data aside
+because the disk is full would be a loss.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -26,16 +34,18 @@ log = logging.getLogger(__name__)
 
 DB_DIR = "db"
 SNAPSHOT_FILE = "raft.snapshot"
+REJOIN_MARKER = "REJOINING"
 
 
 @dataclass
 class Opened:
     store: RocksStore
-    rebuilt_because: str | None  # None: the data passed every check
+    rejoining: bool  # data was lost or damaged here (now or at an earlier start): no vote until caught up
+    problem: str | None = None  # what was found at this start
 
 
 def open_verified(data_dir: Path, on_error: Callable[[str], None] | None = None) -> Opened:
-    """Open the node's store after verifying it and the snapshot file; rebuild empty if either is corrupt."""
+    """Open the node's store after verifying it and the snapshot file (see the module docstring)."""
     problem: str | None = None
     store: RocksStore | None = None
     try:
@@ -43,7 +53,16 @@ def open_verified(data_dir: Path, on_error: Callable[[str], None] | None = None)
     except Exception as exc:
         if not is_corruption(exc):
             raise
-        problem = f"the database does not open: {exc}"
+        mark_rejoining(data_dir)
+        problem = f"the WAL holds a damaged record ({exc}); kept what precedes it"
+        try:
+            store = RocksStore(data_dir / DB_DIR, on_error=on_error, salvage_wal=True)
+            log.critical("%s; rejoining", problem)
+            problem = None
+        except Exception as salvage_exc:
+            if not is_corruption(salvage_exc):
+                raise
+            problem = f"the database does not open: {exc}"
     if store is not None:
         found = store.verify()
         if found:
@@ -53,18 +72,45 @@ def open_verified(data_dir: Path, on_error: Callable[[str], None] | None = None)
         try:
             read_snapshot_file(snapshot)
         except SnapshotError as exc:
+            if not exc.corrupt:
+                raise
             problem = f"the Raft snapshot file is corrupt: {exc}"
     if problem is None:
         assert store is not None
-        return Opened(store, None)
+        return Opened(store, rejoining=(data_dir / REJOIN_MARKER).exists())
     if store is not None:
         try:
             store.close()
         except Exception as exc:  # closing flushes, and may hit the same damage: the data goes aside anyway
             log.warning("closing the corrupt database failed: %s", exc)
+    mark_rejoining(data_dir)
     aside = quarantine(data_dir)
     log.critical("corrupt data found (%s); moved to %s and rejoining empty from the cluster", problem, aside)
-    return Opened(RocksStore(data_dir / DB_DIR, on_error=on_error), problem)
+    return Opened(RocksStore(data_dir / DB_DIR, on_error=on_error), rejoining=True, problem=problem)
+
+
+def mark_rejoining(data_dir: Path) -> None:
+    """Durably record that this node lost data: until cleared, it starts in rejoining mode."""
+    with open(data_dir / REJOIN_MARKER, "w") as f:
+        f.write("this node lost or repaired data; it votes again once it has caught up from a leader\n")
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(data_dir)
+
+
+def clear_rejoining(data_dir: Path) -> None:
+    marker = data_dir / REJOIN_MARKER
+    if marker.exists():
+        marker.unlink()
+        _fsync_dir(data_dir)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def quarantine(data_dir: Path) -> Path:
@@ -74,7 +120,8 @@ def quarantine(data_dir: Path) -> Path:
     for name in (DB_DIR, SNAPSHOT_FILE, "snapshot-staging"):
         if (data_dir / name).exists():
             shutil.move(str(data_dir / name), str(aside / name))
+    _fsync_dir(data_dir)
     return aside
 
 
-__all__ = ["Opened", "StorageError", "open_verified", "quarantine"]
+__all__ = ["Opened", "StorageError", "clear_rejoining", "mark_rejoining", "open_verified", "quarantine"]

@@ -22,7 +22,7 @@ from .config import Config
 from .engine.dispatch import Dispatcher
 from .engine.scheduler import Scheduler
 from .forwarding import Forwarder
-from .integrity import open_verified
+from .integrity import clear_rejoining, open_verified
 from .membership import Membership
 from .raft.barrier import ReadBarrier
 from .raft.journal import RocksJournal
@@ -96,7 +96,8 @@ class Node:
             snapshots=self.snapshots,
             tuning=config.raft,
             on_state_changed=self._on_role_changed,
-            rejoining=opened.rebuilt_because is not None,
+            rejoining=opened.rejoining,
+            on_rejoined=lambda: clear_rejoining(data_dir),
         )
         self.barrier = ReadBarrier(self.replica, retry_after=max(0.2, config.raft.election_timeout / 2))
         self.forwarder = Forwarder(config.limits.request_timeout)

@@ -104,5 +104,16 @@ def test_a_rejoining_node_does_not_vote_until_it_has_caught_up(make_cluster) -> 
         4.0,
         "a leader was elected with the vote of a node that had just lost its data",
     )
+    # Restarted before it caught up, it is still rejoining (its data now verifies, but it is not complete).
+    h.kill(follower)
+    h.cluster.start_node(follower)
+    wait_until(lambda: h.log(follower).count("rejoining after data loss") == 2, 30, "no second start")
+    stays_true(
+        lambda: h.leader_index([follower, other]) is None,
+        4.0,
+        "a restart made a node that had lost its data vote before catching up",
+    )
     h.cluster.start_node(leader)
     wait_until(lambda: caught_up(h, follower), 60, "the rejoined node never caught up once the old leader was back")
+    wait_until(lambda: "voting again" in h.log(follower), 30, "the rejoin never ended")
+    wait_until(lambda: not (data_dir(h, follower) / "REJOINING").exists(), 10, "the rejoin marker was kept")

@@ -256,3 +256,34 @@ def test_a_heartbeat_restarts_the_wait_for_that_lease(tmp_path: Path, clocks: Cl
     h.scheduler.tick()
     assert len(h.proposed) == 1
     store.close()
+
+
+def test_an_expiry_decided_before_a_heartbeat_is_applied_after_it_expires_nothing(
+    tmp_path: Path, clocks: Clocks
+) -> None:
+    """The leader decides on a stale view; a heartbeat commits between the decision and the expiry entry,
+    and a forward clock jump makes the stamped-time check pass: the entry names the expiry it saw."""
+    store = RocksStore(tmp_path / "db")
+    machine = StateMachine(store)
+    renewals = engine.install(machine)
+    h = Harness(machine, config_for(tmp_path), clocks, renewals)
+    h.scheduler.on_leadership(True)
+    clocks.advance(10 * GRACE_S)
+    token = h.start_and_claim("w")
+    clocks.advance(GRACE_S)
+    h.hold = True
+    h.scheduler.tick()
+    [decided] = h.proposed
+    assert decided.expire_leases.leases[0].expires_ns > 0
+
+    def beat(cmd: command_pb2.Command) -> None:
+        cmd.heartbeat.leases.add(workflow_id="w", fencing_token=token)
+
+    assert h.apply(beat).code == OK  # the worker's renewal commits first
+    clocks.wall += int(10 * GRACE_S * SEC)  # and the leader's clock jumps past the renewed expiry
+    late = new_command(h.config, clocks.wall)
+    late.expire_leases.CopyFrom(decided.expire_leases)
+    result = h.apply_payload(late.SerializeToString())
+    assert (result.batch.applied, result.batch.skipped) == (0, 1)
+    assert run_of(machine, "w").status == state_pb2.RUNNING
+    store.close()

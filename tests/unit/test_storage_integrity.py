@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cairn_server.integrity import open_verified
+from cairn_server.integrity import clear_rejoining, open_verified
 from cairn_server.raft.journal import RocksJournal
+from cairn_server.raft.snapshot import SnapshotError
 from cairn_server.storage import RocksStore, StorageError
 
 ROWS = 20_000
@@ -55,15 +56,21 @@ def test_open_verified_moves_corrupt_data_aside_and_starts_empty(corrupt_db: Pat
     data_dir = corrupt_db.parent
     (data_dir / "raft.snapshot").write_bytes(b"not even a header")
     opened = open_verified(data_dir)
-    assert opened.rebuilt_because is not None and "Corruption" in opened.rebuilt_because
+    assert opened.rejoining and opened.problem is not None and "Corruption" in opened.problem
     assert sum(1 for _ in opened.store.scan("state")) == 0
     [aside] = data_dir.glob("corrupt-*")
     assert (aside / "db").is_dir() and (aside / "raft.snapshot").exists()
     assert not (data_dir / "raft.snapshot").exists()
     opened.store.close()
-    again = open_verified(data_dir)  # healthy now: nothing more is moved
-    assert again.rebuilt_because is None and len(list(data_dir.glob("corrupt-*"))) == 1
+    # Healthy now: nothing more is moved, but the node is still rejoining (a restart before it caught up
+    # must not give it its vote back) until the replica says it has caught up.
+    again = open_verified(data_dir)
+    assert again.problem is None and again.rejoining and len(list(data_dir.glob("corrupt-*"))) == 1
     again.store.close()
+    clear_rejoining(data_dir)
+    last = open_verified(data_dir)
+    assert not last.rejoining
+    last.store.close()
 
 
 def test_a_healthy_store_is_opened_as_is(tmp_path: Path) -> None:
@@ -73,8 +80,16 @@ def test_a_healthy_store_is_opened_as_is(tmp_path: Path) -> None:
     store.write(batch, sync=True)
     store.close()
     opened = open_verified(tmp_path)
-    assert opened.rebuilt_because is None and opened.store.get("state", b"w") == b"v"
+    assert (opened.problem, opened.rejoining) == (None, False) and opened.store.get("state", b"w") == b"v"
     opened.store.close()
+
+
+def test_a_snapshot_that_cannot_be_read_stops_the_start_instead_of_moving_data(tmp_path: Path) -> None:
+    RocksStore(tmp_path / "db").close()
+    (tmp_path / "raft.snapshot").mkdir()  # reading it is an OSError (as EACCES or EIO would be), not damage
+    with pytest.raises(SnapshotError, match="cannot read"):
+        open_verified(tmp_path)
+    assert not list(tmp_path.glob("corrupt-*")) and not (tmp_path / "REJOINING").exists()
 
 
 _WRITER = """
@@ -90,15 +105,19 @@ os._exit(0)  # a crash: the records live only in the WAL
 """
 
 
-def test_a_bad_record_in_the_middle_of_the_wal_fails_the_open(tmp_path: Path) -> None:
-    """RocksDB's default recovery would silently drop every synced record after the bad one."""
+def test_a_bad_record_in_the_middle_of_the_wal_fails_the_open_and_the_node_rejoins(tmp_path: Path) -> None:
+    """RocksDB's default recovery would silently drop every synced record after the bad one; here the open
+    fails, and the node keeps the prefix before the damage but rejoins (no vote until caught up)."""
     subprocess.run([sys.executable, "-c", _WRITER, str(tmp_path / "db")], check=True, timeout=60)
     wal = max((tmp_path / "db").glob("*.log"), key=lambda p: p.stat().st_size)
     flip(wal, 0.5)
     with pytest.raises(Exception, match="Corruption"):
         RocksStore(tmp_path / "db")
     opened = open_verified(tmp_path)
-    assert opened.rebuilt_because is not None and "does not open" in opened.rebuilt_because
+    assert opened.rejoining and opened.problem is None
+    kept = sum(1 for _ in opened.store.scan("raftlog"))
+    assert 0 < kept < 200  # the consistent prefix, not nothing and not everything
+    assert not list(tmp_path.glob("corrupt-*"))
     opened.store.close()
 
 

@@ -16,7 +16,8 @@
   matches and whose expiry the command's time has reached ends; the run goes back to PENDING with
   attempt + 1 (recovery.auto_recovery) or to QUARANTINED (auto_recovery off, or max_attempts used), and
   in checkpoint mode (recovery.resume_from) its state is first restored to its latest checkpoint.
-  Apply compares only the command's stamped time with the stored expiry, never its own clock.
+  Apply compares only the command's stamped time with the stored expiry, never its own clock, and skips a
+  lease whose expiry a heartbeat moved after the leader decided (the entry names the expiry it saw).
 - When to propose an expiry is the leader's decision (scheduler.py), made on its monotonic clock so that a
   wall-clock skew or jump cannot expire a lease early: `RenewalTimes` remembers when this node applied
   each lease's latest grant or extension, which is after its worker sent it, and the scheduler waits a
@@ -218,6 +219,7 @@ class LeaseOps:
             or state.run.fencing_token != entry.fencing_token
             or lease.fencing_token != entry.fencing_token
             or cmd.time_ns < lease.expires_at.ToNanoseconds()
+            or (entry.expires_ns and entry.expires_ns != lease.expires_at.ToNanoseconds())
         ):
             return False  # extended, finished or already expired since the leader looked: nothing to do
         drop_lease(batch, self.store, wid)

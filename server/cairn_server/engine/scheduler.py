@@ -128,7 +128,9 @@ class Scheduler:
             waited = in_office if since_renewal is None else min(in_office, since_renewal)
             if waited < lease.duration_ms / 1000:
                 continue  # the leader-change grace, and a full duration since this node saw the renewal
-            entry = op.leases.add(workflow_id=wid, fencing_token=lease.fencing_token)
+            entry = op.leases.add(
+                workflow_id=wid, fencing_token=lease.fencing_token, expires_ns=lease.expires_at.ToNanoseconds()
+            )
             late = (now - expires_ns) / 1e9
             if late > rc.max_recovery_time:
                 log.warning("lease on %s expired %.2fs ago, over recovery.max_recovery_time", wid, late)

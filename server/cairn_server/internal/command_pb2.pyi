@@ -243,14 +243,16 @@ class ExpireLeasesOp(_message.Message):
     def __init__(self, leases: _Optional[_Iterable[_Union[ExpiredLease, _Mapping]]] = ...) -> None: ...
 
 class ExpiredLease(_message.Message):
-    __slots__ = ("workflow_id", "fencing_token", "restore")
+    __slots__ = ("workflow_id", "fencing_token", "restore", "expires_ns")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
     RESTORE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_NS_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     fencing_token: int
     restore: _state_pb2.Checkpoint
-    def __init__(self, workflow_id: _Optional[str] = ..., fencing_token: _Optional[int] = ..., restore: _Optional[_Union[_state_pb2.Checkpoint, _Mapping]] = ...) -> None: ...
+    expires_ns: int
+    def __init__(self, workflow_id: _Optional[str] = ..., fencing_token: _Optional[int] = ..., restore: _Optional[_Union[_state_pb2.Checkpoint, _Mapping]] = ..., expires_ns: _Optional[int] = ...) -> None: ...
 
 class PeriodicCheckpointsOp(_message.Message):
     __slots__ = ("due", "compress", "retain_after_ns")

@@ -84,8 +84,8 @@ class RocksJournal(Journal):
             doc = json.loads(self._vote_file.read_text())
             return int(doc["term"]), doc["voted_for"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("ignoring unreadable %s: %s", self._vote_file, exc)
-            return None
+            # Without it a rebuilt node could vote twice in one term: refuse to start rather than guess.
+            raise OSError(f"{self._vote_file} (this node's Raft term and vote) is unreadable: {exc}") from exc
 
     def _write_vote_file(self, term: int, voted_for: str | None) -> None:
         if self._vote_file is None:

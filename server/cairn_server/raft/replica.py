@@ -86,14 +86,19 @@ class Replica(SyncObj):
         tuning: RaftConfig,
         on_state_changed: Callable[[int, int], None] | None = None,
         rejoining: bool = False,
+        on_rejoined: Callable[[], None] | None = None,
     ):
         self._machine = machine
         self._journal = journal
         self._rejoining = rejoining
+        self._on_rejoined = on_rejoined
+        self._election_timeout = tuning.election_timeout
         self._rejoin_learn_after = time.monotonic() + 2 * tuning.election_timeout
         self._rejoin_target: int | None = None
+        self._rejoin_leader: tuple[object, float] | None = None  # (leader node, when first heard from)
+        self._rejoin_nudged = 0.0
         if rejoining:
-            log.warning("rejoining with empty data: not voting until caught up from a leader")
+            log.warning("rejoining after data loss: not voting until caught up from a leader")
         # Callbacks of the commands proposed here and not answered yet. pysyncobj fails a leader's own pending
         # commands only when their index is applied (DISCARDED) -- not when it steps down -- so a deposed leader
         # would keep its callers waiting until their deadline: we fail them with LEADER_CHANGED (outcome unknown).
@@ -251,13 +256,31 @@ class Replica(SyncObj):
     def rejoining(self) -> bool:
         return self._rejoining
 
-    def _rejoin_progress(self, message: dict) -> bool:
-        """While rejoining: False for a vote request (ignored); learns the catch-up target from a leader."""
+    def _rejoin_progress(self, node, message: dict) -> bool:
+        """While rejoining: False for a vote request (ignored); learns the catch-up target from a leader.
+
+        The target is the commit index of a leader this node has heard from for an election timeout (a new
+        leader's commit index lags until its own first entry commits), learned at least two election
+        timeouts after start. A leader at a lower term than this node's (which a rejoining node, never
+        campaigning, could not otherwise tell) is made to step down by a vote request that no one grants."""
         kind = message.get("type")
         if kind == "request_vote":
             return False
-        learn = self._rejoin_target is None and time.monotonic() >= self._rejoin_learn_after
-        if learn and kind == "append_entries" and message.get("term", -1) >= self.raftCurrentTerm:
+        if kind != "append_entries":
+            return True
+        now = time.monotonic()
+        if message.get("term", -1) < self.raftCurrentTerm:
+            if now - self._rejoin_nudged > self._election_timeout:
+                self._rejoin_nudged = now
+                self._SyncObj__transport.send(
+                    node,
+                    {"type": "request_vote", "term": self.raftCurrentTerm, "last_log_index": 0, "last_log_term": 0},
+                )
+            return True
+        if self._rejoin_leader is None or self._rejoin_leader[0] != node:
+            self._rejoin_leader = (node, now)
+        heard_long_enough = now - self._rejoin_leader[1] >= self._election_timeout
+        if self._rejoin_target is None and now >= self._rejoin_learn_after and heard_long_enough:
             self._rejoin_target = message.get("commit_index", 0)
         return True
 
@@ -266,12 +289,16 @@ class Replica(SyncObj):
             if self._rejoin_target is not None and self.raftLastApplied >= self._rejoin_target:
                 self._rejoining = False
                 log.warning("caught up to index %d after rejoining: voting again", self._rejoin_target)
+                self._SyncObj__raftElectionDeadline = pso.monotonicTime() + self._SyncObj__generateRaftTimeout()
+                self._SyncObj__transferInProgress = False
+                if self._on_rejoined is not None:
+                    self._on_rejoined()
             else:
                 self._SyncObj__raftElectionDeadline = pso.monotonicTime() + 3600  # never campaign meanwhile
         SyncObj._onTick(self, timeToWait)
 
     def _SyncObj__onMessageReceived(self, node, message):
-        if self._rejoining and not self._rejoin_progress(message):
+        if self._rejoining and not self._rejoin_progress(node, message):
             return
         if message.get("type") == "next_node_idx" and message.get("reset") and not message.get("success"):
             self._lower_match_index(node, message.get("next_node_idx"))

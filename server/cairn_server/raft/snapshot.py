@@ -52,7 +52,12 @@ _BATCH_RECORDS = 2000
 
 
 class SnapshotError(Exception):
-    """A snapshot file is unreadable or fails its checksum."""
+    """A snapshot file is unreadable or fails its checksum. `corrupt`: the bytes are damaged (as opposed
+    to a file this node cannot read, or one written in a format it does not know)."""
+
+    def __init__(self, message: str, *, corrupt: bool = True):
+        super().__init__(message)
+        self.corrupt = corrupt
 
 
 def _entry_ref(entry) -> snapshot_pb2.LogEntryRef:  # pysyncobj's (command, idx, term)
@@ -98,7 +103,7 @@ def read_snapshot_file(path: Path) -> tuple[snapshot_pb2.SnapshotHeader, bytes]:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise SnapshotError(f"cannot read snapshot {path}: {exc}") from None
+        raise SnapshotError(f"cannot read snapshot {path}: {exc}", corrupt=False) from None
     if len(data) < len(MAGIC) + 4 + 32 or not data.startswith(MAGIC):
         raise SnapshotError(f"{path} is not a Cairn snapshot")
     body, trailer = data[:-32], data[-32:]
@@ -108,7 +113,7 @@ def read_snapshot_file(path: Path) -> tuple[snapshot_pb2.SnapshotHeader, bytes]:
     start = len(MAGIC) + 4
     header = snapshot_pb2.SnapshotHeader.FromString(body[start : start + hlen])
     if header.format != FORMAT:
-        raise SnapshotError(f"{path} has snapshot format {header.format}; this node reads {FORMAT}")
+        raise SnapshotError(f"{path} has snapshot format {header.format}; this node reads {FORMAT}", corrupt=False)
     return header, body[start + hlen :]
 
 
@@ -203,7 +208,7 @@ class Snapshots:
 
     def _write(self, header: snapshot_pb2.SnapshotHeader, started: float) -> None:
         try:
-            source = RocksStore(self._staging, read_only=True)
+            source = RocksStore(self._staging, read_only=True, on_error=self._on_fatal)
             try:
                 header.records = sum(1 for cf in _SNAPSHOT_CFS for _ in source.scan(cf))
                 write_snapshot_file(source, header, self.dump_file)
@@ -257,7 +262,11 @@ class Snapshots:
             except SnapshotError as exc:
                 self._on_fatal(f"refusing to continue with a bad snapshot: {exc}")
                 raise
-            self._restore(header, section)
+            try:
+                self._restore(header, section)
+            except Exception as exc:  # pysyncobj would swallow it and answer success with the state wiped
+                self._on_fatal(f"installing the snapshot at {header.last.index} failed: {exc}")
+                raise
         else:
             # Our state already contains everything the file does: both are prefixes of the same
             # committed log, and ours is longer.

@@ -80,12 +80,14 @@ def is_corruption(exc: BaseException) -> bool:
     return "Corruption" in str(exc)
 
 
-def _options() -> Options:
+def _options(salvage_wal: bool = False) -> Options:
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.create_missing_column_families(True)
     opts.set_paranoid_checks(True)
-    opts.set_wal_recovery_mode(DBRecoveryMode.tolerate_corrupted_tail_records())
+    # salvage_wal: keep the consistent prefix before a damaged WAL record (integrity.py decides when).
+    mode = DBRecoveryMode.point_in_time() if salvage_wal else DBRecoveryMode.tolerate_corrupted_tail_records()
+    opts.set_wal_recovery_mode(mode)
     return opts
 
 
@@ -115,13 +117,20 @@ class Batch:
 class RocksStore:
     """Owns the RocksDB handle; thread-safe for reads, writes are serialized by callers' batches."""
 
-    def __init__(self, path: str | Path, *, read_only: bool = False, on_error: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        on_error: Callable[[str], None] | None = None,
+        salvage_wal: bool = False,
+    ):
         self._on_error = on_error  # the node stops here: it must not serve or replicate suspect data
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         cfs = {name: Options(raw_mode=True) for name in STATE_CFS + RAFT_CFS}
         kwargs = {"access_type": AccessType.read_only()} if read_only else {}
-        self._db = Rdict(str(self.path), _options(), column_families=cfs, **kwargs)
+        self._db = Rdict(str(self.path), _options(salvage_wal), column_families=cfs, **kwargs)
         self._cfs = {name: self._db.get_column_family(name) for name in cfs}
         self._handles = {name: self._db.get_column_family_handle(name) for name in cfs}
         self._sync = WriteOptions()
@@ -206,13 +215,13 @@ class RocksStore:
             raise self._failed(f"scanning {cf}: {exc} (an unreadable block where the scan stopped)") from exc
 
     def _failed(self, message: str) -> StorageError:
-        if self._on_error is not None:
+        if self._on_error is not None and not self._closed:  # after close (shutdown): not a disk problem
             self._on_error(f"RocksDB read failed: {message}")
         return StorageError(message)
 
     def verify(self) -> list[str]:
         """Read every block of every column family (checksums verified); the problems found."""
-        problems = []
+        problems = []  # "Corruption: ..." for damaged blocks; other errors (I/O) are raised, not reported
         for cf in STATE_CFS + RAFT_CFS:
             it = self._cfs[cf].iter()
             it.seek_to_first()
@@ -221,6 +230,8 @@ class RocksStore:
             try:
                 it.status()
             except Exception as exc:
+                if not is_corruption(exc):
+                    raise StorageError(f"verifying {cf}: {exc}") from exc
                 problems.append(f"{cf}: {exc}")
         return problems
 
