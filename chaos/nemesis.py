@@ -598,8 +598,8 @@ def _clock(pick: Callable[[ChaosCluster, random.Random], list[int]], jump: bool)
         timer = None
         then = 0.0
         if jump:
-            # Halfway through the hold the clock jumps the other way, past zero: +20s -> -15s, say.
-            then = round(first - (1 if first > 0 else -1) * rng.uniform(10, 60), 1) or 1.0
+            # Halfway through the hold the clock jumps past the right time to the other side: +20s -> -15s, say.
+            then = (-1 if first > 0 else 1) * round(rng.uniform(5, 60), 1)
             timer = threading.Timer(float(info.get("hold_s", 2.0)) / 2, set_offset, args=(then,))
             timer.daemon = True
             timer.start()
