@@ -204,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     if args.command == "soak":
-        return soak(args, argv[1:])
+        try:
+            return soak(args, argv[1:])
+        except KeyboardInterrupt:  # the run in progress has cleaned up; summary.md has the runs so far
+            print(f"soak interrupted; runs so far in {args.out / 'summary.md'}", file=sys.stderr)
+            return 130
     return run(_config(args))
 
 
