@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chaos.nemesis import sst_data_end
 from tests.support import ClusterHandle, stays_true, wait_until
 
 WORKFLOWS = 40
@@ -35,11 +36,13 @@ def flip_bits(path: Path, offsets: list[int]) -> None:
 
 
 def corrupt_sst(h: ClusterHandle, i: int) -> Path:
-    ssts = sorted((data_dir(h, i) / "db").glob("*.sst"), key=lambda p: p.stat().st_size)
+    """Flip bits inside the data blocks (found from the SST's metaindex) of the SST with the most data:
+    a flip in a filter or properties block would be a flip no read ever checks."""
+    ssts = {p: sst_data_end(p.read_bytes()) for p in (data_dir(h, i) / "db").glob("*.sst")}
     assert ssts, f"node {i} has no SST file to corrupt: {os.listdir(data_dir(h, i) / 'db')}"
-    target = ssts[-1]
-    size = target.stat().st_size
-    flip_bits(target, [size // 4, size // 3])  # data blocks, well before the index and footer
+    target, data_end = max(ssts.items(), key=lambda item: item[1])
+    assert data_end > 64, ssts
+    flip_bits(target, [data_end // 4, data_end // 2])
     return target
 
 
