@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import signal
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +33,6 @@ from google.protobuf import json_format, struct_pb2
 
 from cairn.v1 import (
     cluster_pb2,
-    cluster_pb2_grpc,
     state_pb2,
     state_pb2_grpc,
     workflow_pb2,
@@ -42,10 +40,12 @@ from cairn.v1 import (
 )
 from cairn.wire import CURRENT_VERSION_KEY, FORWARDED_KEY, LEADER_KEY, REASON_KEY, REASON_LEASE_LOST
 from cairn_server import workflow as rules
-from cairn_server.internal import command_pb2, command_pb2_grpc
+from cairn_server.internal import command_pb2
 from cairn_server.statemachine import decode_checkpoint, encode_checkpoint
 from cairn_server.storage import RocksStore
 from cairn_server.storage.keys import checkpoint_key, workflow_prefix
+from tests.raw import Raw as RawStubs
+from tests.raw import new_id, pvalue
 from tests.support import ClusterHandle, start_cluster, wait_until
 
 pytestmark = pytest.mark.timeout(600)
@@ -83,10 +83,6 @@ def struct(value: dict[str, Any]) -> struct_pb2.Struct:
     return out
 
 
-def pvalue(value: Any) -> struct_pb2.Value:
-    return json_format.ParseDict(value, struct_pb2.Value())
-
-
 def nan_struct(path: str = "x") -> struct_pb2.Struct:
     out = struct_pb2.Struct()
     out.fields[path].number_value = float("nan")
@@ -107,43 +103,11 @@ def kindless_in_list() -> struct_pb2.Struct:
     return out
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
 # ---- raw access and the whole-store digest ----------------------------------------------------------
 
 
-@dataclass
-class Raw:
-    handle: ClusterHandle
-    channels: list[grpc.Channel] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.channels = [grpc.insecure_channel(self.handle.endpoint(i)) for i in range(self.handle.size)]
-
-    def state(self, i: int) -> state_pb2_grpc.StateServiceStub:
-        return state_pb2_grpc.StateServiceStub(self.channels[i])
-
-    def flow(self, i: int) -> workflow_pb2_grpc.WorkflowServiceStub:
-        return workflow_pb2_grpc.WorkflowServiceStub(self.channels[i])
-
-    def node(self, i: int) -> command_pb2_grpc.NodeServiceStub:
-        return command_pb2_grpc.NodeServiceStub(self.channels[i])
-
-    def status(self, i: int) -> cluster_pb2.StatusResponse:
-        return cluster_pb2_grpc.ClusterServiceStub(self.channels[i]).Status(cluster_pb2.StatusRequest(), timeout=2)
-
-    def leader(self) -> int:
-        return self.handle.wait_leader()
-
-    def follower(self) -> int:
-        leader = self.leader()
-        return next(i for i in range(self.handle.size) if i != leader)
-
-    def close(self) -> None:
-        for channel in self.channels:
-            channel.close()
+class Raw(RawStubs):
+    """Raw stubs plus the whole-store digest of each node."""
 
     # -- the digest
 

@@ -27,9 +27,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +38,10 @@ from google.protobuf import json_format, struct_pb2
 
 from cairn.v1 import (
     cluster_pb2,
-    cluster_pb2_grpc,
     state_pb2,
-    state_pb2_grpc,
     workflow_pb2,
-    workflow_pb2_grpc,
 )
+from tests.raw import Raw, new_id, pvalue
 from tests.support import ClusterHandle, start_cluster, wait_until
 
 pytestmark = pytest.mark.timeout(600)
@@ -81,38 +78,6 @@ def struct(value: dict[str, Any]) -> struct_pb2.Struct:
     out = struct_pb2.Struct()
     out.update(value)
     return out
-
-
-def pvalue(value: Any) -> struct_pb2.Value:
-    return json_format.ParseDict(value, struct_pb2.Value())
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-@dataclass
-class Raw:
-    """Raw gRPC stubs to every node of a cluster (no SDK: request ids and deadlines are the test's)."""
-
-    handle: ClusterHandle
-    channels: list[grpc.Channel] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.channels = [grpc.insecure_channel(self.handle.endpoint(i)) for i in range(self.handle.size)]
-
-    def state(self, i: int) -> state_pb2_grpc.StateServiceStub:
-        return state_pb2_grpc.StateServiceStub(self.channels[i])
-
-    def flow(self, i: int) -> workflow_pb2_grpc.WorkflowServiceStub:
-        return workflow_pb2_grpc.WorkflowServiceStub(self.channels[i])
-
-    def status(self, i: int) -> cluster_pb2.StatusResponse:
-        return cluster_pb2_grpc.ClusterServiceStub(self.channels[i]).Status(cluster_pb2.StatusRequest(), timeout=2)
-
-    def close(self) -> None:
-        for channel in self.channels:
-            channel.close()
 
 
 @pytest.fixture(scope="module")

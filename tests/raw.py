@@ -1,0 +1,54 @@
+"""Raw gRPC stubs to every node of a test cluster: no SDK, so request ids, deadlines and bytes are the test's."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import json_format, struct_pb2
+
+from cairn.v1 import cluster_pb2, cluster_pb2_grpc, state_pb2_grpc, workflow_pb2_grpc
+from cairn_server.internal import command_pb2_grpc
+from tests.support import ClusterHandle
+
+
+def pvalue(value: Any) -> struct_pb2.Value:
+    return json_format.ParseDict(value, struct_pb2.Value())
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Raw:
+    handle: ClusterHandle
+    channels: list[grpc.Channel] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.channels = [grpc.insecure_channel(self.handle.endpoint(i)) for i in range(self.handle.size)]
+
+    def state(self, i: int) -> state_pb2_grpc.StateServiceStub:
+        return state_pb2_grpc.StateServiceStub(self.channels[i])
+
+    def flow(self, i: int) -> workflow_pb2_grpc.WorkflowServiceStub:
+        return workflow_pb2_grpc.WorkflowServiceStub(self.channels[i])
+
+    def node(self, i: int) -> command_pb2_grpc.NodeServiceStub:
+        return command_pb2_grpc.NodeServiceStub(self.channels[i])
+
+    def status(self, i: int) -> cluster_pb2.StatusResponse:
+        return cluster_pb2_grpc.ClusterServiceStub(self.channels[i]).Status(cluster_pb2.StatusRequest(), timeout=2)
+
+    def leader(self) -> int:
+        return self.handle.wait_leader()
+
+    def follower(self) -> int:
+        leader = self.leader()
+        return next(i for i in range(self.handle.size) if i != leader)
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.close()
