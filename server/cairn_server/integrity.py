@@ -4,6 +4,9 @@ Before the replica starts, every RocksDB block (state and Raft journal) and the 
 read and their checksums verified.
 - A damaged block or snapshot file: `db/` and `raft.snapshot` are moved aside into `DATA_DIR/corrupt-<time>/`
   (kept for an operator, never read again) and the node starts empty.
+- Corruption found while running (a read, or a compaction that made every write fail; the start-up scan
+  can miss a damaged block that a range deletion hides from iterators): the node wrote a CORRUPT marker
+  before stopping, and the next start moves the data aside as above.
 - A damaged record inside the WAL (which RocksDB refuses to open past, rather than silently dropping what
   follows, see storage/rocksdb.py): the database is reopened keeping the consistent prefix before that
   record, which may lack entries this node had acknowledged.
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 DB_DIR = "db"
 SNAPSHOT_FILE = "raft.snapshot"
 REJOIN_MARKER = "REJOINING"
+CORRUPT_MARKER = "CORRUPT"  # written by a node that stopped on corruption found while running
 
 
 @dataclass
@@ -48,6 +52,15 @@ def open_verified(data_dir: Path, on_error: Callable[[str], None] | None = None)
     """Open the node's store after verifying it and the snapshot file (see the module docstring)."""
     problem: str | None = None
     store: RocksStore | None = None
+    found_running = data_dir / CORRUPT_MARKER
+    if found_running.exists():
+        problem = f"corruption found while running: {found_running.read_text().strip()}"
+        if (data_dir / DB_DIR).exists():
+            mark_rejoining(data_dir)
+            aside = quarantine(data_dir)
+            log.critical("%s; moved to %s and rejoining empty from the cluster", problem, aside)
+        found_running.unlink()
+        return Opened(RocksStore(data_dir / DB_DIR, on_error=on_error), rejoining=True, problem=problem)
     try:
         store = RocksStore(data_dir / DB_DIR, on_error=on_error)
     except Exception as exc:
@@ -98,6 +111,15 @@ def mark_rejoining(data_dir: Path) -> None:
     _fsync_dir(data_dir)
 
 
+def mark_corrupt(data_dir: Path, reason: str) -> None:
+    """Durably record corruption found while running, for the next start to act on."""
+    with open(data_dir / CORRUPT_MARKER, "w") as f:
+        f.write(reason[:2000] + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(data_dir)
+
+
 def clear_rejoining(data_dir: Path) -> None:
     marker = data_dir / REJOIN_MARKER
     if marker.exists():
@@ -124,4 +146,12 @@ def quarantine(data_dir: Path) -> Path:
     return aside
 
 
-__all__ = ["Opened", "StorageError", "clear_rejoining", "mark_rejoining", "open_verified", "quarantine"]
+__all__ = [
+    "Opened",
+    "StorageError",
+    "clear_rejoining",
+    "mark_corrupt",
+    "mark_rejoining",
+    "open_verified",
+    "quarantine",
+]

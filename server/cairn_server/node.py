@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ from .config import Config
 from .engine.dispatch import Dispatcher
 from .engine.scheduler import Scheduler
 from .forwarding import Forwarder
-from .integrity import clear_rejoining, open_verified
+from .integrity import clear_rejoining, mark_corrupt, open_verified
 from .membership import Membership
 from .raft.barrier import ReadBarrier
 from .raft.journal import RocksJournal
@@ -35,6 +36,7 @@ from .rpc.state_service import NodeService, StateService
 from .rpc.workflow_service import WorkflowService
 from .rpc.writes import Writer
 from .statemachine import StateMachine
+from .storage import is_corruption
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ class Node:
         data_dir.mkdir(parents=True, exist_ok=True)
         opened = open_verified(data_dir, on_error=self._fatal)
         self.store = opened.store
-        self.machine = StateMachine(self.store)
+        self.machine = StateMachine(self.store, on_fatal=self._fatal)
         renewals = engine.install(self.machine)
         self.dispatcher = Dispatcher(self.machine)
         # Before the replica: its role callback (leadership -> the scheduler's grace clock) may fire at once.
@@ -205,10 +207,15 @@ class Node:
             self.replica.term() if hasattr(self, "replica") else -1,
         )
 
-    def _fatal(self, reason: str) -> None:
+    def _fatal(self, reason: str, code: int = 70) -> None:
         log.critical("%s; stopping node %s", reason, self.config.cluster.node_id)
+        if is_corruption(reason):
+            # Found while running (a read, or a compaction behind a write): the next start must not trust
+            # the data even if its own verification reads past the bad block (a range deletion hides it).
+            with contextlib.suppress(OSError):
+                mark_corrupt(self.config.data_dir, reason)
         logging.shutdown()
-        os._exit(70)
+        os._exit(code)
 
 
 def run_node(config: Config) -> int:

@@ -64,11 +64,18 @@ def decode_checkpoint(data: bytes) -> state_pb2.Checkpoint:
     return state_pb2.Checkpoint.FromString(body)
 
 
+def _exit(reason: str, code: int) -> None:
+    log.critical("%s; stopping the node", reason)
+    logging.shutdown()
+    os._exit(code)
+
+
 class StateMachine:
     """Owns the state column families of a RocksStore; apply runs on the Raft thread only."""
 
-    def __init__(self, store: RocksStore):
+    def __init__(self, store: RocksStore, on_fatal: Callable[[str, int], None] | None = None):
         self.store = store
+        self._on_fatal = on_fatal or _exit  # the node's: it also remembers a corruption for the next start
         raw = store.get("meta", APPLIED_KEY)
         self._applied = read_u64(raw) if raw else 0
         self._applied_cond = threading.Condition()
@@ -148,10 +155,9 @@ class StateMachine:
             if result is None:
                 result = self._execute(cmd, batch, index)
                 self._record_dedup(cmd, result, batch)
-        except StorageError:
+        except StorageError as exc:
             # The disk, not the command: a rejection here would let this replica diverge from the others.
-            log.critical("RocksDB read failed while applying entry %d; stopping the node", index, exc_info=True)
-            os._exit(74)
+            self._on_fatal(f"RocksDB read failed while applying entry {index} ({exc})", 74)
         except Exception as exc:  # see module docstring
             log.exception("apply of entry %d failed; recorded as rejected", index)
             batch = self.store.batch()
@@ -162,10 +168,9 @@ class StateMachine:
         batch.put("meta", APPLIED_KEY, u64(index))
         try:
             self.store.write(batch)
-        except Exception:
+        except Exception as exc:
             # The disk refused a write: continuing would leave this replica silently behind.
-            log.critical("RocksDB write failed at index %d; stopping the node", index, exc_info=True)
-            os._exit(75)
+            self._on_fatal(f"RocksDB write failed at index {index} ({exc})", 75)
         self._advance(index)
         for hook in self._committed_hooks:
             hook()

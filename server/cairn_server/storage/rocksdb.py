@@ -75,7 +75,7 @@ class StorageError(Exception):
     """RocksDB could not read or write (a checksum mismatch, an I/O error): this replica's data is suspect."""
 
 
-def is_corruption(exc: BaseException) -> bool:
+def is_corruption(exc: BaseException | str) -> bool:
     """True for a checksum/format failure, as opposed to an I/O error such as a full disk."""
     return "Corruption" in str(exc)
 
