@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -11,7 +12,7 @@ from google.protobuf import json_format, struct_pb2
 
 from cairn.v1 import cluster_pb2, cluster_pb2_grpc, state_pb2_grpc, workflow_pb2_grpc
 from cairn_server.internal import command_pb2_grpc
-from tests.support import ClusterHandle
+from tests.support import ClusterHandle, wait_until
 
 
 def pvalue(value: Any) -> struct_pb2.Value:
@@ -20,6 +21,25 @@ def pvalue(value: Any) -> struct_pb2.Value:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_stopped(handle: ClusterHandle, i: int) -> None:
+    """SIGSTOP takes effect asynchronously: on a loaded machine a thread of the node can run on for some
+    milliseconds (long enough to acknowledge a Raft entry). Poll until every thread of node i is stopped."""
+    tasks = Path(f"/proc/{handle.cluster.procs[i].pid}/task")
+
+    def stopped() -> bool:
+        # /proc/PID/task/TID/stat is "TID (COMM) STATE ...", and COMM may contain anything.
+        states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()]
+        return bool(states) and all(state in ("T", "t") for state in states)
+
+    wait_until(stopped, 10, f"node {i} did not stop after SIGSTOP", interval=0.001)
+
+
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(value)
+    return out
 
 
 @dataclass

@@ -45,7 +45,7 @@ from cairn_server.statemachine import decode_checkpoint, encode_checkpoint
 from cairn_server.storage import RocksStore
 from cairn_server.storage.keys import checkpoint_key, workflow_prefix
 from tests.raw import Raw as RawStubs
-from tests.raw import new_id, pvalue
+from tests.raw import new_id, pvalue, struct, wait_stopped
 from tests.support import ClusterHandle, start_cluster, wait_until
 
 pytestmark = pytest.mark.timeout(600)
@@ -62,25 +62,6 @@ Code = grpc.StatusCode
 
 
 # ---- values ---------------------------------------------------------------------------------------------
-
-
-def wait_stopped(handle: ClusterHandle, i: int) -> None:
-    """SIGSTOP takes effect asynchronously: on a loaded machine a thread of the node can run on for some
-    milliseconds (long enough to acknowledge a Raft entry). Poll until every thread of node i is stopped."""
-    tasks = Path(f"/proc/{handle.cluster.procs[i].pid}/task")
-
-    def stopped() -> bool:
-        # /proc/PID/task/TID/stat is "TID (COMM) STATE ...", and COMM may contain anything.
-        states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()]
-        return bool(states) and all(state in ("T", "t") for state in states)
-
-    wait_until(stopped, 10, f"node {i} did not stop after SIGSTOP", interval=0.001)
-
-
-def struct(value: dict[str, Any]) -> struct_pb2.Struct:
-    out = struct_pb2.Struct()
-    out.update(value)
-    return out
 
 
 def nan_struct(path: str = "x") -> struct_pb2.Struct:

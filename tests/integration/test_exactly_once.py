@@ -29,19 +29,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 
 from cairn.v1 import (
     cluster_pb2,
     state_pb2,
     workflow_pb2,
 )
-from tests.raw import Raw, new_id, pvalue
+from tests.raw import Raw, new_id, pvalue, struct, wait_stopped
 from tests.support import ClusterHandle, start_cluster, wait_until
 
 pytestmark = pytest.mark.timeout(600)
@@ -59,25 +58,6 @@ OVERRIDES: dict[str, Any] = {
     "recovery": {"max_attempts": 1},
     "execution": {"max_lease_timeout": "1h"},
 }
-
-
-def wait_stopped(handle: ClusterHandle, i: int) -> None:
-    """SIGSTOP takes effect asynchronously: on a loaded machine a thread of the node can run on for some
-    milliseconds (long enough to acknowledge a Raft entry). Poll until every thread of node i is stopped."""
-    tasks = Path(f"/proc/{handle.cluster.procs[i].pid}/task")
-
-    def stopped() -> bool:
-        # /proc/PID/task/TID/stat is "TID (COMM) STATE ...", and COMM may contain anything.
-        states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()]
-        return bool(states) and all(state in ("T", "t") for state in states)
-
-    wait_until(stopped, 10, f"node {i} did not stop after SIGSTOP", interval=0.001)
-
-
-def struct(value: dict[str, Any]) -> struct_pb2.Struct:
-    out = struct_pb2.Struct()
-    out.update(value)
-    return out
 
 
 @pytest.fixture(scope="module")
