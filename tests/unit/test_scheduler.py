@@ -6,6 +6,7 @@ Its leader-change grace is measured on time.monotonic, which is replaced in the 
 from __future__ import annotations
 
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -213,15 +214,25 @@ def test_due_periodic_checkpoints_are_taken_once(tmp_path: Path, machine: StateM
     assert len(machine.checkpoints("w")) == 1 and h.scheduler.checkpointed == 1
 
 
-@pytest.mark.parametrize("jump_s", [60.0, 3600.0])
-def test_a_wall_clock_jumped_forward_never_expires_a_lease_early(tmp_path: Path, clocks: Clocks, jump_s: float) -> None:
-    """The leader has been in office for ages, so no grace applies: only the renewal time holds expiry back."""
+@pytest.fixture
+def veteran(tmp_path: Path, clocks: Clocks) -> Iterator[Harness]:
+    """A leader long in office (no leader-change grace applies) whose scheduler sees the machine's renewals."""
     store = RocksStore(tmp_path / "db")
     machine = StateMachine(store)
-    renewals = engine.install(machine)
-    h = Harness(machine, config_for(tmp_path), clocks, renewals)
+    h = Harness(machine, config_for(tmp_path), clocks, engine.install(machine))
     h.scheduler.on_leadership(True)
     clocks.advance(10 * GRACE_S)
+    yield h
+    store.close()
+
+
+@pytest.mark.parametrize("jump_s", [60.0, 3600.0])
+def test_a_wall_clock_jumped_forward_never_expires_a_lease_early(
+    veteran: Harness, clocks: Clocks, jump_s: float
+) -> None:
+    """The leader has been in office for ages, so no grace applies: only the renewal time holds expiry back."""
+    h = veteran
+    machine = h.machine
     h.start_and_claim("w")
     clocks.wall += int(jump_s * SEC)  # NTP or an operator moves the leader's clock; monotonic time does not move
     h.scheduler.tick()
@@ -231,16 +242,10 @@ def test_a_wall_clock_jumped_forward_never_expires_a_lease_early(tmp_path: Path,
     clocks.advance(0.01)  # a full lease duration after the claim was applied here
     h.scheduler.tick()
     assert len(h.proposed) == 1 and run_of(machine, "w").status == state_pb2.PENDING
-    store.close()
 
 
-def test_a_heartbeat_restarts_the_wait_for_that_lease(tmp_path: Path, clocks: Clocks) -> None:
-    store = RocksStore(tmp_path / "db")
-    machine = StateMachine(store)
-    renewals = engine.install(machine)
-    h = Harness(machine, config_for(tmp_path), clocks, renewals)
-    h.scheduler.on_leadership(True)
-    clocks.advance(10 * GRACE_S)
+def test_a_heartbeat_restarts_the_wait_for_that_lease(veteran: Harness, clocks: Clocks) -> None:
+    h = veteran
     token = h.start_and_claim("w")
     clocks.advance(GRACE_S / 2)
 
@@ -255,20 +260,15 @@ def test_a_heartbeat_restarts_the_wait_for_that_lease(tmp_path: Path, clocks: Cl
     clocks.advance(0.01)
     h.scheduler.tick()
     assert len(h.proposed) == 1
-    store.close()
 
 
 def test_an_expiry_decided_before_a_heartbeat_is_applied_after_it_expires_nothing(
-    tmp_path: Path, clocks: Clocks
+    veteran: Harness, clocks: Clocks
 ) -> None:
     """The leader decides on a stale view; a heartbeat commits between the decision and the expiry entry,
     and a forward clock jump makes the stamped-time check pass: the entry names the expiry it saw."""
-    store = RocksStore(tmp_path / "db")
-    machine = StateMachine(store)
-    renewals = engine.install(machine)
-    h = Harness(machine, config_for(tmp_path), clocks, renewals)
-    h.scheduler.on_leadership(True)
-    clocks.advance(10 * GRACE_S)
+    h = veteran
+    machine = h.machine
     token = h.start_and_claim("w")
     clocks.advance(GRACE_S)
     h.hold = True
@@ -286,4 +286,3 @@ def test_an_expiry_decided_before_a_heartbeat_is_applied_after_it_expires_nothin
     result = h.apply_payload(late.SerializeToString())
     assert (result.batch.applied, result.batch.skipped) == (0, 1)
     assert run_of(machine, "w").status == state_pb2.RUNNING
-    store.close()
