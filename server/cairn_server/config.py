@@ -94,6 +94,7 @@ class RaftConfig:
     snapshot_interval: float = 300.0
     election_timeout: float = 1.0
     heartbeat_interval: float = 0.1
+    group_commit: int = 256  # most client writes in one log entry; 1 turns group commit off
 
 
 @dataclass(frozen=True)
@@ -367,6 +368,7 @@ def parse_config(raw: Any, *, insecure: bool = False) -> Config:
         snapshot_interval=rf.duration("snapshot_interval", 300.0, minimum=1.0),
         election_timeout=rf.duration("election_timeout", 1.0, minimum=0.1),
         heartbeat_interval=rf.duration("heartbeat_interval", 0.1, minimum=0.01),
+        group_commit=rf.integer("group_commit", 256, minimum=1, maximum=4096),
     )
     if raft.heartbeat_interval * 3 > raft.election_timeout + 1e-9:  # 0.1 * 3 is 0.30000000000000004
         raise ConfigError(

@@ -146,6 +146,8 @@ class StateMachine:
         if cmd.WhichOneof("op") == "barrier":
             self._advance(index)  # nothing to persist: replaying a barrier is harmless
             return command_pb2.ApplyResult(code=OK)
+        if cmd.WhichOneof("op") == "group":
+            return self._apply_group(cmd, index)
         batch = self.store.batch()
         try:
             result = self.dedup_result(cmd)
@@ -163,6 +165,45 @@ class StateMachine:
             batch = self.store.batch()
             result = reject(INTERNAL, f"apply failed: {type(exc).__name__}")
         return self._commit(batch, index, result)
+
+    def _apply_group(self, group: command_pb2.Command, index: int) -> command_pb2.ApplyResult:
+        """Every command of a group, in order, into one write batch (the group shares one index).
+
+        The leader groups only writes to distinct workflows with distinct request ids, so each command reads the
+        state as it was before the group and none sees another's effects: the same outcome as one entry each.
+        Expired dedup records are purged once, first, by the group's clock. A command that raises (a bug, as in
+        `apply`) is recorded as rejected and the batch is rebuilt without it, so the others still take effect."""
+        commands = list(group.group.commands)
+        failed: dict[int, str] = {}
+        while True:
+            batch = self.store.batch()
+            results: list[command_pb2.ApplyResult] = []
+            try:
+                self._purge_dedup(group.time_ns, batch)
+                for n, cmd in enumerate(commands):
+                    if n in failed:
+                        results.append(reject(INTERNAL, f"apply failed: {failed[n]}"))
+                        continue
+                    try:
+                        result = self.dedup_result(cmd)
+                        if result is None:
+                            result = self._execute(cmd, batch, index)
+                            self._record_dedup(cmd, result, batch)
+                    except StorageError:
+                        raise
+                    except Exception as exc:
+                        log.exception("apply of command %d of group entry %d failed; recorded as rejected", n, index)
+                        failed[n] = type(exc).__name__
+                        break
+                    results.append(result)
+                else:
+                    break
+            except StorageError as exc:
+                self._on_fatal(f"RocksDB read failed while applying entry {index} ({exc})", 74)
+                return reject(INTERNAL, "storage failed")  # only when on_fatal returns (tests): nothing written
+        outcome = command_pb2.ApplyResult(code=OK)
+        outcome.group.results.extend(results)
+        return self._commit(batch, index, outcome)
 
     def _commit(self, batch: Batch, index: int, result: command_pb2.ApplyResult) -> command_pb2.ApplyResult:
         batch.put("meta", APPLIED_KEY, u64(index))
@@ -182,6 +223,13 @@ class StateMachine:
             cmd = command_pb2.Command.FromString(payload)
         except Exception:
             return reject(INVALID_ARGUMENT, "undecodable command")
+        if cmd.WhichOneof("op") == "group":
+            outcome = command_pb2.ApplyResult(code=OK)
+            outcome.group.results.extend(self._replayed_one(sub) for sub in cmd.group.commands)
+            return outcome
+        return self._replayed_one(cmd)
+
+    def _replayed_one(self, cmd: command_pb2.Command) -> command_pb2.ApplyResult:
         hit = self.dedup_result(cmd)
         return hit if hit is not None else command_pb2.ApplyResult(code=OK)
 

@@ -53,7 +53,10 @@ LOST_DEADLINE = 0.5  # the first attempt's deadline: it expires while the entry 
 RETRY_DEADLINE = 20.0
 LEASE_MS = 600_000  # leases the tests take never expire while a test runs
 OVERRIDES: dict[str, Any] = {
-    "raft": {"election_timeout": ELECTION_TIMEOUT, "heartbeat_interval": "100ms"},
+    # One entry per write (no group commit): a retry arriving while its first attempt is pending is proposed
+    # as a second entry, the case apply must recognise. With group commit the retry waits for the next group
+    # instead (tests/integration/test_group_commit.py).
+    "raft": {"election_timeout": ELECTION_TIMEOUT, "heartbeat_interval": "100ms", "group_commit": 1},
     # One attempt: a failed attempt quarantines the run at once, so ReleaseWorkflow has something to release.
     "recovery": {"max_attempts": 1},
     "execution": {"max_lease_timeout": "1h"},

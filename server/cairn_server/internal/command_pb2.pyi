@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Command(_message.Message):
-    __slots__ = ("request_id", "body_hash", "time_ns", "dedup_expires_ns", "history_limit", "checkpoint_limit", "policy", "require_expected_version", "persist", "delete", "checkpoint", "recover", "barrier", "start_run", "claim_run", "heartbeat", "record_step", "complete_run", "fail_run", "cancel_run", "release_run", "expire_leases", "periodic_checkpoints")
+    __slots__ = ("request_id", "body_hash", "time_ns", "dedup_expires_ns", "history_limit", "checkpoint_limit", "policy", "require_expected_version", "persist", "delete", "checkpoint", "recover", "barrier", "start_run", "claim_run", "heartbeat", "record_step", "complete_run", "fail_run", "cancel_run", "release_run", "expire_leases", "periodic_checkpoints", "group")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     BODY_HASH_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class Command(_message.Message):
     RELEASE_RUN_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_LEASES_FIELD_NUMBER: _ClassVar[int]
     PERIODIC_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     body_hash: bytes
     time_ns: int
@@ -57,7 +58,14 @@ class Command(_message.Message):
     release_run: ReleaseRunOp
     expire_leases: ExpireLeasesOp
     periodic_checkpoints: PeriodicCheckpointsOp
-    def __init__(self, request_id: _Optional[str] = ..., body_hash: _Optional[bytes] = ..., time_ns: _Optional[int] = ..., dedup_expires_ns: _Optional[int] = ..., history_limit: _Optional[int] = ..., checkpoint_limit: _Optional[int] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., require_expected_version: _Optional[bool] = ..., persist: _Optional[_Union[PersistOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointOp, _Mapping]] = ..., recover: _Optional[_Union[RecoverOp, _Mapping]] = ..., barrier: _Optional[_Union[BarrierOp, _Mapping]] = ..., start_run: _Optional[_Union[StartRunOp, _Mapping]] = ..., claim_run: _Optional[_Union[ClaimRunOp, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatOp, _Mapping]] = ..., record_step: _Optional[_Union[RecordStepOp, _Mapping]] = ..., complete_run: _Optional[_Union[CompleteRunOp, _Mapping]] = ..., fail_run: _Optional[_Union[FailRunOp, _Mapping]] = ..., cancel_run: _Optional[_Union[CancelRunOp, _Mapping]] = ..., release_run: _Optional[_Union[ReleaseRunOp, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesOp, _Mapping]] = ..., periodic_checkpoints: _Optional[_Union[PeriodicCheckpointsOp, _Mapping]] = ...) -> None: ...
+    group: CommandGroup
+    def __init__(self, request_id: _Optional[str] = ..., body_hash: _Optional[bytes] = ..., time_ns: _Optional[int] = ..., dedup_expires_ns: _Optional[int] = ..., history_limit: _Optional[int] = ..., checkpoint_limit: _Optional[int] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., require_expected_version: _Optional[bool] = ..., persist: _Optional[_Union[PersistOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointOp, _Mapping]] = ..., recover: _Optional[_Union[RecoverOp, _Mapping]] = ..., barrier: _Optional[_Union[BarrierOp, _Mapping]] = ..., start_run: _Optional[_Union[StartRunOp, _Mapping]] = ..., claim_run: _Optional[_Union[ClaimRunOp, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatOp, _Mapping]] = ..., record_step: _Optional[_Union[RecordStepOp, _Mapping]] = ..., complete_run: _Optional[_Union[CompleteRunOp, _Mapping]] = ..., fail_run: _Optional[_Union[FailRunOp, _Mapping]] = ..., cancel_run: _Optional[_Union[CancelRunOp, _Mapping]] = ..., release_run: _Optional[_Union[ReleaseRunOp, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesOp, _Mapping]] = ..., periodic_checkpoints: _Optional[_Union[PeriodicCheckpointsOp, _Mapping]] = ..., group: _Optional[_Union[CommandGroup, _Mapping]] = ...) -> None: ...
+
+class CommandGroup(_message.Message):
+    __slots__ = ("commands",)
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    commands: _containers.RepeatedCompositeFieldContainer[Command]
+    def __init__(self, commands: _Optional[_Iterable[_Union[Command, _Mapping]]] = ...) -> None: ...
 
 class Policy(_message.Message):
     __slots__ = ("max_attempts", "retry_backoff_ns", "max_retry_backoff_ns", "checkpoint_interval_ns", "checkpoint_every_versions", "checkpoints_enabled", "auto_recovery")
@@ -275,7 +283,7 @@ class DueCheckpoint(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., due_ns: _Optional[int] = ..., checkpoint_id: _Optional[str] = ...) -> None: ...
 
 class ApplyResult(_message.Message):
-    __slots__ = ("code", "message", "current_version", "reason", "state", "checkpoint", "deleted", "task", "heartbeat", "batch")
+    __slots__ = ("code", "message", "current_version", "reason", "state", "checkpoint", "deleted", "task", "heartbeat", "batch", "group")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CURRENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +294,7 @@ class ApplyResult(_message.Message):
     TASK_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
     current_version: int
@@ -296,7 +305,14 @@ class ApplyResult(_message.Message):
     task: _workflow_pb2.WorkTask
     heartbeat: HeartbeatOutcome
     batch: BatchOutcome
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., current_version: _Optional[int] = ..., reason: _Optional[str] = ..., state: _Optional[_Union[_state_pb2.WorkflowState, _Mapping]] = ..., checkpoint: _Optional[_Union[_state_pb2.Checkpoint, _Mapping]] = ..., deleted: _Optional[_Union[DeleteResult, _Mapping]] = ..., task: _Optional[_Union[_workflow_pb2.WorkTask, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatOutcome, _Mapping]] = ..., batch: _Optional[_Union[BatchOutcome, _Mapping]] = ...) -> None: ...
+    group: GroupOutcome
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., current_version: _Optional[int] = ..., reason: _Optional[str] = ..., state: _Optional[_Union[_state_pb2.WorkflowState, _Mapping]] = ..., checkpoint: _Optional[_Union[_state_pb2.Checkpoint, _Mapping]] = ..., deleted: _Optional[_Union[DeleteResult, _Mapping]] = ..., task: _Optional[_Union[_workflow_pb2.WorkTask, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatOutcome, _Mapping]] = ..., batch: _Optional[_Union[BatchOutcome, _Mapping]] = ..., group: _Optional[_Union[GroupOutcome, _Mapping]] = ...) -> None: ...
+
+class GroupOutcome(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ApplyResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ApplyResult, _Mapping]]] = ...) -> None: ...
 
 class HeartbeatOutcome(_message.Message):
     __slots__ = ("results",)

@@ -66,6 +66,11 @@ class RaftStatus:
     peers: dict[str, PeerStatus]
 
 
+def fail_reason_name(error: int) -> str:
+    """pysyncobj's failure code by name (QUEUE_FULL, LEADER_CHANGED, ...) for error messages."""
+    return _FAIL_NAMES.get(error, str(error))
+
+
 def role_name(raw_state: int) -> str:
     """pysyncobj's role number (as passed to the role-change callback) as follower/candidate/leader."""
     return _ROLE_NAMES.get(raw_state, "unknown")
@@ -162,7 +167,7 @@ class Replica(SyncObj):
                 leader=self.leader_address(),
             )
         if box["error"] != FAIL_REASON.SUCCESS:
-            name = _FAIL_NAMES.get(box["error"], str(box["error"]))
+            name = fail_reason_name(box["error"])  # type: ignore[arg-type]
             raise Unavailable(
                 f"replication failed ({name}); the outcome is unknown (retry with the same request_id)",
                 leader=self.leader_address(),

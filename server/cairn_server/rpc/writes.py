@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -18,6 +19,7 @@ from ..config import Config
 from ..errors import ResourceExhausted, error_for_code
 from ..forwarding import Forwarder
 from ..membership import Membership
+from ..raft.group_commit import GroupCommitter, Pending
 from ..raft.replica import Replica
 from ..statemachine import StateMachine
 from .reads import server_timeout
@@ -36,6 +38,9 @@ class Writer:
         self.forwarder = forwarder
         self.membership = membership
         self.config = config
+        # raft.group_commit: 1 means one entry per write, proposed at once (any number in flight).
+        group = config.raft.group_commit
+        self.group = GroupCommitter(replica, max_group=group, max_in_flight=1 if group > 1 else 1_000_000)
 
     def timeout(self, context: grpc.ServicerContext) -> float:
         return server_timeout(self.config, context)
@@ -84,6 +89,12 @@ class Writer:
         """On the leader: stamp, propose and wait for the apply result (a rejection raises its error).
 
         `dedup=False` is for idempotent writes only: no request id, so no dedup record is kept."""
+        ticket = self.start(method, request, build, dedup=dedup)
+        return self.finish(ticket, self.timeout(context) if timeout is None else timeout)
+
+    def start(self, method: str, request: Any, build: Build, *, dedup: bool = True) -> Ticket:
+        """Stamp and build the command and set it going without waiting (`finish` waits): a retry of an
+        applied request is answered from its dedup record, a groupable write joins the next group."""
         now = clock.now_ns()
         cmd = new_command(
             self.config,
@@ -98,9 +109,21 @@ class Writer:
                 f"the request is {len(payload)} bytes; the state size cap is "
                 f"{self.config.limits.max_state_bytes} bytes (limits.max_state_bytes)"
             )
-        result = self.machine.dedup_result(cmd)  # a retry of an applied request: answer at once
-        if result is None:
-            result = self.replica.propose(payload, self.timeout(context) if timeout is None else timeout)
+        recorded = self.machine.dedup_result(cmd)  # a retry of an applied request: answer at once
+        if recorded is not None:
+            return Ticket(result=recorded)
+        if self.group.groupable(cmd):
+            return Ticket(pending=self.group.enqueue(cmd, len(payload)))
+        return Ticket(payload=payload)
+
+    def finish(self, ticket: Ticket, timeout: float) -> command_pb2.ApplyResult:
+        """The started write's result; a rejection raises its error."""
+        if ticket.result is not None:
+            result = ticket.result
+        elif ticket.pending is not None:
+            result = self.group.wait(ticket.pending, timeout)
+        else:
+            result = self.replica.propose(ticket.payload, timeout)
         if result.code != 0:
             raise error_for_code(
                 result.code,
@@ -109,3 +132,12 @@ class Writer:
                 reason=result.reason,
             )
         return result
+
+
+@dataclass
+class Ticket:
+    """A write set going by `Writer.start`: answered already, waiting in a group, or to propose alone."""
+
+    result: command_pb2.ApplyResult | None = None
+    pending: Pending | None = None
+    payload: bytes = b""

@@ -1,0 +1,139 @@
+"""Group commit (README "Performance"): concurrent writes share log entries, and each still gets exactly
+the answer it would have got alone -- CAS conflicts, versions and histories included."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import grpc
+import pytest
+
+from cairn import Client
+from cairn.errors import ConflictError
+from cairn.v1 import state_pb2
+from tests.raw import Raw, new_id, struct, wait_stopped
+from tests.support import ClusterHandle, wait_until
+
+THREADS = 24
+SHARED = 6  # workflows every thread races on with compare-and-swap
+ROUNDS = 12
+
+
+def race(handle: ClusterHandle) -> tuple[Counter[str], int, int]:
+    """THREADS threads: each CASes the shared workflows and writes one of its own per round.
+    Returns (successful CAS per workflow, writes acknowledged, log entries the cluster grew by)."""
+    leader = handle.wait_leader()
+    before = handle.status(leader).commit_index
+    wins: Counter[str] = Counter()
+    acked = [0] * THREADS
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(THREADS)
+
+    def run(t: int, client: Client) -> None:
+        try:
+            start.wait()
+            for r in range(ROUNDS):
+                wid = f"shared-{(t + r) % SHARED}"
+                seen = client.get_state(wid, include_history=False)
+                try:
+                    client.persist_state(wid, variables={"by": t, "round": r}, expected_version=seen.version)
+                except ConflictError as exc:
+                    assert exc.current_version is not None and exc.current_version > seen.version
+                else:
+                    with lock:
+                        wins[wid] += 1
+                    acked[t] += 1
+                client.persist_state(f"own-{t}", variables={"round": r})
+                acked[t] += 1
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    clients = [Client(handle.cluster.endpoints, timeout=20) for _ in range(4)]
+    for c in clients:
+        for s in range(SHARED):
+            c.persist_state(f"shared-{s}", variables={}, request_id=f"create-shared-{s}")
+    threads = [threading.Thread(target=run, args=(t, clients[t % 4])) for t in range(THREADS)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    for c in clients:
+        c.close()
+    assert not errors, errors[:3]
+    after = handle.status(handle.wait_leader()).commit_index
+    return wins, sum(acked), after - before
+
+
+def check_histories(handle: ClusterHandle, wins: Counter[str]) -> None:
+    for s in range(SHARED):
+        wid = f"shared-{s}"
+        state = handle.client.get_state(wid)
+        assert state.version == 1 + wins[wid], (wid, state.version, wins[wid])
+        assert [h.version for h in state.history] == list(range(1, state.version + 1))
+    for t in range(THREADS):
+        assert handle.client.get_state(f"own-{t}", include_history=False).version == ROUNDS
+
+
+def test_concurrent_writes_share_entries_and_keep_every_answer(make_cluster: Callable[..., ClusterHandle]) -> None:
+    handle = make_cluster(3)
+    wins, acked, entries = race(handle)
+    check_histories(handle, wins)
+    assert sum(wins.values()) >= ROUNDS  # every round, some CAS on each workflow won
+    # Group commit at work: fewer log entries than acknowledged writes (the reads' barriers count too).
+    assert entries < acked, (entries, acked)
+
+
+def test_group_commit_1_is_one_entry_per_write(make_cluster: Callable[..., ClusterHandle]) -> None:
+    handle = make_cluster(3, {"raft": {"group_commit": 1}})
+    wins, acked, entries = race(handle)
+    check_histories(handle, wins)
+    assert entries >= acked, (entries, acked)
+
+
+def test_a_retry_of_a_pending_grouped_write_waits_and_gets_the_first_answer(
+    make_cluster: Callable[..., ClusterHandle],
+) -> None:
+    """Both followers stopped: the first attempt's entry is proposed, not committed, and the client gave up
+    (DEADLINE_EXCEEDED). The retry (same request id) joins the queue behind that entry instead of a second
+    entry; once the followers resume it gets the first attempt's answer and the write is applied once."""
+    handle = make_cluster(3, {"raft": {"election_timeout": "4s", "heartbeat_interval": "100ms"}})
+    raw = Raw(handle)
+    try:
+        leader = raw.leader()
+        followers = [i for i in range(handle.size) if i != leader]
+        request = state_pb2.PersistStateRequest(
+            workflow_id=new_id("gc"), current_step="s", variables=struct({"n": 1}), request_id=new_id("rid")
+        )
+        before = raw.status(leader)
+        for f in followers:
+            handle.cluster.signal_node(f, signal.SIGSTOP)
+        try:
+            for f in followers:
+                wait_stopped(handle, f)
+            with pytest.raises(grpc.RpcError) as lost:
+                raw.state(leader).PersistState(request, timeout=0.5)
+            assert lost.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            proposed = wait_until(
+                lambda: (s := raw.status(leader)).last_log_index > before.last_log_index and s, 5, "never proposed"
+            )
+            box: dict[str, object] = {}
+            retry = threading.Thread(
+                target=lambda: box.update(r=raw.state(leader).PersistState(request, timeout=20)), daemon=True
+            )
+            retry.start()
+        finally:
+            for f in followers:
+                handle.cluster.signal_node(f, signal.SIGCONT)
+        retry.join(25)
+        response = box["r"]
+        assert isinstance(response, state_pb2.PersistStateResponse)
+        assert response.state.version == 1
+        # Answered without an entry of its own: the log ends at the first attempt's entry.
+        assert raw.status(leader).last_log_index == proposed.last_log_index
+        assert raw.state(leader).GetState(state_pb2.GetStateRequest(workflow_id=request.workflow_id)).state.version == 1
+    finally:
+        raw.close()
