@@ -24,6 +24,7 @@ from .errors import (
     UnavailableError,
     from_rpc_error,
 )
+from .persist_stream import PersistStream
 from .types import (
     Checkpoint,
     ClusterStatus,
@@ -97,7 +98,10 @@ class Client:
         timeout: float = 10.0,
         attempt_timeout: float = 3.0,
         credentials: grpc.ChannelCredentials | None = None,
+        stream_writes: bool = False,
     ):
+        """`stream_writes`: persist_state travels over one PersistStream to the leader shared by every thread
+        (many concurrent writers in one process: less work per write on both sides); same answers and errors."""
         if isinstance(endpoints, str):
             endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
         if not endpoints:
@@ -110,6 +114,7 @@ class Client:
         self._lock = threading.Lock()
         self._leader: str | None = None
         self._rr = random.randrange(len(self.endpoints))
+        self._stream = PersistStream(self) if stream_writes else None
 
     # ---- plumbing ------------------------------------------------------------------------------
 
@@ -134,6 +139,15 @@ class Client:
         if address:
             with self._lock:
                 self._leader = address
+
+    def _note_header(self, header: state_pb2.ResponseHeader | None) -> None:
+        if header is not None and header.leader_grpc_address and header.leader_grpc_address in self.endpoints:
+            self._note_leader(header.leader_grpc_address)
+
+    def _forget_leader(self, address: str) -> None:
+        with self._lock:
+            if self._leader == address:
+                self._leader = None
 
     def _call(
         self,
@@ -174,9 +188,7 @@ class Client:
                         with self._lock:
                             self._leader = None
                     continue
-                header = getattr(response, "header", None)
-                if header is not None and header.leader_grpc_address and header.leader_grpc_address in self.endpoints:
-                    self._note_leader(header.leader_grpc_address)
+                self._note_header(getattr(response, "header", None))
                 return response
             sleep = min(backoff, max(0.0, deadline - time.monotonic()))
             time.sleep(sleep * (0.5 + random.random()))
@@ -208,7 +220,11 @@ class Client:
             request_id=request_id or self.new_request_id(),
             **_expected(expected_version),
         )
-        response = self._call("state", "PersistState", request, timeout)
+        if self._stream is not None:
+            response = self._stream.persist(request, self.timeout if timeout is None else timeout)
+            self._note_header(response.header)
+        else:
+            response = self._call("state", "PersistState", request, timeout)
         return WorkflowState.from_proto(response.state, response.header)
 
     def delete_workflow(
@@ -628,6 +644,8 @@ class Client:
     # ---- lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
         with self._lock:
             channels, self._channels = list(self._channels.values()), {}
         for channel in channels:

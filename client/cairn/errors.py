@@ -104,10 +104,27 @@ _BY_STATUS = {
 
 def from_rpc_error(err: grpc.RpcError) -> CairnError:
     metadata = dict(err.trailing_metadata() or ())
-    leader = metadata.get(LEADER_KEY)
-    details = err.details() or err.code().name
-    if err.code() == grpc.StatusCode.ABORTED:
-        return ConflictError(details, current_version=int(metadata.get(CURRENT_VERSION_KEY, 0)), leader=leader)
-    if err.code() == grpc.StatusCode.FAILED_PRECONDITION and metadata.get(REASON_KEY) == REASON_LEASE_LOST:
+    version = metadata.get(CURRENT_VERSION_KEY)
+    return error_for(
+        err.code(),
+        err.details() or err.code().name,
+        leader=metadata.get(LEADER_KEY),
+        current_version=int(version) if version is not None else None,
+        reason=metadata.get(REASON_KEY, ""),
+    )
+
+
+def error_for(
+    code: grpc.StatusCode,
+    details: str,
+    *,
+    leader: str | None = None,
+    current_version: int | None = None,
+    reason: str = "",
+) -> CairnError:
+    """The error for a status (a call's, or one answer of a stream) with its trailing values."""
+    if code == grpc.StatusCode.ABORTED:
+        return ConflictError(details, current_version=current_version or 0, leader=leader)
+    if code == grpc.StatusCode.FAILED_PRECONDITION and reason == REASON_LEASE_LOST:
         return LeaseLostError(details, leader=leader)
-    return _BY_STATUS.get(err.code(), InternalError)(details, leader=leader)
+    return _BY_STATUS.get(code, InternalError)(details, leader=leader)

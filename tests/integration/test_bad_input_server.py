@@ -1177,6 +1177,28 @@ def test_an_undecodable_request_is_invalid_argument(world: World, case: str, pay
         assert raw.digest() == before
 
 
+def test_an_undecodable_message_ends_a_persist_stream_with_invalid_argument_after_the_ones_before(
+    world: World,
+) -> None:
+    """A stream is answered up to the bad message, then ends INVALID_ARGUMENT; the bad message changes nothing."""
+    raw = world.raw
+    call = raw.channels[raw.leader()].stream_stream(
+        "/cairn.v1.StateService/PersistStream",
+        request_serializer=None,
+        response_deserializer=S.PersistStreamResponse.FromString,
+    )
+    good = S.PersistStreamRequest(
+        sequence=1, persist=S.PersistStateRequest(workflow_id="bi-stream-ok", request_id="bi-stream-ok")
+    ).SerializeToString()
+    bad = _field(2, _field(1, b"bi-stream-\xff"))  # PersistStreamRequest.persist.workflow_id, not UTF-8
+    answers: list[S.PersistStreamResponse] = []
+    with pytest.raises(grpc.RpcError) as ended:
+        for answer in call(iter([good, bad, good]), timeout=10):
+            answers.append(answer)
+    assert ended.value.code() == Code.INVALID_ARGUMENT and "UTF-8" in (ended.value.details() or "")
+    assert [(a.sequence, a.response.state.version) for a in answers] == [(1, 1)]
+
+
 def test_a_persist_on_a_run_cannot_take_its_state_over_the_cap(world: World) -> None:
     """The run's own fields (its 40 KiB input) are part of the state like the variables, and the cap is on the
     state ("a larger state is RESOURCE_EXHAUSTED"). Uses its own run: when this bug shows, the run grows."""

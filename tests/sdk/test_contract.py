@@ -18,6 +18,7 @@ from tests.support import ClusterHandle
 ROOT = Path(__file__).resolve().parents[2]
 STATE_METHODS = {
     "PersistState",
+    "PersistStream",
     "GetState",
     "DeleteWorkflow",
     "ListWorkflows",

@@ -471,3 +471,35 @@ class ValidateStateResponse(_message.Message):
     replicas: _containers.RepeatedCompositeFieldContainer[ReplicaDigest]
     header: ResponseHeader
     def __init__(self, valid: _Optional[bool] = ..., problems: _Optional[_Iterable[_Union[ValidationProblem, _Mapping]]] = ..., version: _Optional[int] = ..., checksum: _Optional[str] = ..., checkpoints_checked: _Optional[int] = ..., history_entries_checked: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaDigest, _Mapping]]] = ..., header: _Optional[_Union[ResponseHeader, _Mapping]] = ...) -> None: ...
+
+class PersistStreamRequest(_message.Message):
+    __slots__ = ("sequence", "persist")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PERSIST_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    persist: PersistStateRequest
+    def __init__(self, sequence: _Optional[int] = ..., persist: _Optional[_Union[PersistStateRequest, _Mapping]] = ...) -> None: ...
+
+class StreamError(_message.Message):
+    __slots__ = ("code", "message", "current_version", "leader", "reason")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    current_version: int
+    leader: str
+    reason: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., current_version: _Optional[int] = ..., leader: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PersistStreamResponse(_message.Message):
+    __slots__ = ("sequence", "response", "error")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    response: PersistStateResponse
+    error: StreamError
+    def __init__(self, sequence: _Optional[int] = ..., response: _Optional[_Union[PersistStateResponse, _Mapping]] = ..., error: _Optional[_Union[StreamError, _Mapping]] = ...) -> None: ...

@@ -39,6 +39,11 @@ class StateServiceStub:
                 request_serializer=cairn_dot_v1_dot_state__pb2.PersistStateRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_state__pb2.PersistStateResponse.FromString,
                 _registered_method=True)
+        self.PersistStream = channel.stream_stream(
+                '/cairn.v1.StateService/PersistStream',
+                request_serializer=cairn_dot_v1_dot_state__pb2.PersistStreamRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_state__pb2.PersistStreamResponse.FromString,
+                _registered_method=True)
         self.GetState = channel.unary_unary(
                 '/cairn.v1.StateService/GetState',
                 request_serializer=cairn_dot_v1_dot_state__pb2.GetStateRequest.SerializeToString,
@@ -91,6 +96,16 @@ class StateServiceServicer:
 
     def PersistState(self, request, context):
         """persistState: write the workflow's step and variables as a new version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PersistStream(self, request_iterator, context):
+        """Many persistState calls over one stream (concurrent writers of one process): each request is
+        answered, in request order, with the unary call's response or the error it would have returned.
+        The stream ends when the caller half-closes it; a node that is not the leader answers each request
+        UNAVAILABLE with the leader's address, and the caller reconnects there.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,6 +176,11 @@ def add_StateServiceServicer_to_server(servicer, server):
                     servicer.PersistState,
                     request_deserializer=cairn_dot_v1_dot_state__pb2.PersistStateRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_state__pb2.PersistStateResponse.SerializeToString,
+            ),
+            'PersistStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.PersistStream,
+                    request_deserializer=cairn_dot_v1_dot_state__pb2.PersistStreamRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_state__pb2.PersistStreamResponse.SerializeToString,
             ),
             'GetState': grpc.unary_unary_rpc_method_handler(
                     servicer.GetState,
@@ -235,6 +255,33 @@ class StateService:
             '/cairn.v1.StateService/PersistState',
             cairn_dot_v1_dot_state__pb2.PersistStateRequest.SerializeToString,
             cairn_dot_v1_dot_state__pb2.PersistStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PersistStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/cairn.v1.StateService/PersistStream',
+            cairn_dot_v1_dot_state__pb2.PersistStreamRequest.SerializeToString,
+            cairn_dot_v1_dot_state__pb2.PersistStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,15 +3,18 @@
 gRPC decodes a request before any handler or interceptor code sees it, so a string field that is not
 UTF-8, or variables nested deeper than protobuf's recursion limit, would otherwise reach the caller as an
 internal error. This interceptor swaps each unary handler's deserializer for one that keeps the decode
-error, and the handler then refuses the request with a message that says what was wrong.
+error, and the handler then refuses the request with a message that says what was wrong (a stream: its
+request iterator raises InvalidArgument at the bad message, and the stream ends with that status).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+
+from ..errors import InvalidArgument
 
 
 class _Undecodable:
@@ -29,15 +32,33 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return decode
 
 
+_UNDECODABLE = (
+    "the request could not be decoded ({error}): a string field that is not UTF-8, "
+    "or values nested deeper than protobuf allows (variables nested over 32 levels)"
+)
+
+
 def _guarded(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         if isinstance(request, _Undecodable):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the request could not be decoded ({request.error}): a string field that is not UTF-8, "
-                "or values nested deeper than protobuf allows (variables nested over 32 levels)",
-            )
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, _UNDECODABLE.format(error=request.error))
         return behavior(request, context)
+
+    return handle
+
+
+def _checked(requests: Iterator[Any]) -> Iterator[Any]:
+    for request in requests:
+        if isinstance(request, _Undecodable):
+            raise InvalidArgument(_UNDECODABLE.format(error=request.error))
+        yield request
+
+
+def _guarded_stream(behavior: Callable[[Iterator[Any], grpc.ServicerContext], Any]) -> Callable[..., Any]:
+    """A stream handler sees InvalidArgument raised by its request iterator at an undecodable message."""
+
+    def handle(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        return behavior(_checked(requests), context)
 
     return handle
 
@@ -45,9 +66,16 @@ def _guarded(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[[
 class DecodeErrorsAreInvalidArgument(grpc.ServerInterceptor):
     def intercept_service(self, continuation, handler_call_details):  # grpc's signature
         handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        return handler._replace(
-            unary_unary=_guarded(handler.unary_unary),
-            request_deserializer=_tolerant(handler.request_deserializer),
-        )
+        if handler.unary_unary is not None:
+            return handler._replace(
+                unary_unary=_guarded(handler.unary_unary),
+                request_deserializer=_tolerant(handler.request_deserializer),
+            )
+        if handler.stream_stream is not None:
+            return handler._replace(
+                stream_stream=_guarded_stream(handler.stream_stream),
+                request_deserializer=_tolerant(handler.request_deserializer),
+            )
+        return handler

@@ -17,15 +17,25 @@ from cairn_server.internal import command_pb2, command_pb2_grpc
 
 from .. import workflow
 from ..config import Config
-from ..errors import DataLoss, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from ..errors import (
+    DataLoss,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from ..membership import Membership
 from ..statemachine import StateMachine
+from .ordered_stream import serve_ordered
 from .reads import Reader
-from .status import handles_errors
-from .writes import Writer
+from .status import handles_errors, stream_error
+from .writes import Build, Writer
 
 _MAX_LIST = 1000
 _REPLICA_TIMEOUT = 2.0
+_STREAM_IN_FLIGHT = 1024  # requests of one PersistStream started and not yet answered
 
 
 class StateService(state_pb2_grpc.StateServiceServicer):
@@ -83,6 +93,16 @@ class StateService(state_pb2_grpc.StateServiceServicer):
 
     @handles_errors
     def PersistState(self, request: state_pb2.PersistStateRequest, context):
+        return self.writer.submit(
+            "PersistState",
+            request,
+            context,
+            self._persist_build(request),
+            lambda r: state_pb2.PersistStateResponse(state=r.state, header=self._header()),
+        )
+
+    def _persist_build(self, request: state_pb2.PersistStateRequest) -> Build:
+        """Validate a persist request; the function that fills in its command."""
         workflow.validate_workflow_id(request.workflow_id)
         workflow.validate_step(request.current_step)
         workflow.validate_variables(request.variables)
@@ -103,13 +123,46 @@ class StateService(state_pb2_grpc.StateServiceServicer):
             if request.HasField("expected_version"):
                 op.expected_version = request.expected_version
 
-        return self.writer.submit(
-            "PersistState",
-            request,
-            context,
-            build,
-            lambda r: state_pb2.PersistStateResponse(state=r.state, header=self._header()),
+        return build
+
+    def PersistStream(self, requests, context):
+        """PersistState, many at a time over one stream: see `ordered_stream`."""
+        timeout = self.config.limits.request_timeout
+        return serve_ordered(
+            requests, context, lambda item: self._stream_start(item, timeout), max_in_flight=_STREAM_IN_FLIGHT
         )
+
+    def _stream_start(
+        self, item: state_pb2.PersistStreamRequest, timeout: float
+    ) -> Callable[[], state_pb2.PersistStreamResponse]:
+        sequence = item.sequence
+
+        def failed(exc: Exception) -> Callable[[], state_pb2.PersistStreamResponse]:
+            error = stream_error(exc, self.leader_grpc)
+            return lambda: state_pb2.PersistStreamResponse(sequence=sequence, error=error)
+
+        try:
+            request = item.persist
+            workflow.validate_request_id(request.request_id)
+            build = self._persist_build(request)
+            if not self.writer.replica.is_leader():
+                raise Unavailable(
+                    "this node is not the leader: open the stream to the leader",
+                    leader=self.writer.replica.leader_address(),
+                )
+            ticket = self.writer.start("PersistState", request, build)
+        except Exception as exc:
+            return failed(exc)
+
+        def finish() -> state_pb2.PersistStreamResponse:
+            try:
+                result = self.writer.finish(ticket, timeout)
+            except Exception as exc:
+                return failed(exc)()
+            response = state_pb2.PersistStateResponse(state=result.state, header=self._header())
+            return state_pb2.PersistStreamResponse(sequence=sequence, response=response)
+
+        return finish
 
     @handles_errors
     def DeleteWorkflow(self, request: state_pb2.DeleteWorkflowRequest, context):

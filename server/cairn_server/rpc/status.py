@@ -9,13 +9,22 @@ from typing import Any
 
 import grpc
 
+from cairn.v1 import state_pb2
 from cairn.wire import CURRENT_VERSION_KEY, FORWARDED_KEY, LEADER_KEY, REASON_KEY
 
 from ..errors import CairnError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CURRENT_VERSION_KEY", "FORWARDED_KEY", "LEADER_KEY", "PassThrough", "abort_with", "handles_errors"]
+__all__ = [
+    "CURRENT_VERSION_KEY",
+    "FORWARDED_KEY",
+    "LEADER_KEY",
+    "PassThrough",
+    "abort_with",
+    "handles_errors",
+    "stream_error",
+]
 
 
 class PassThrough(Exception):
@@ -43,6 +52,18 @@ def abort_with(context: grpc.ServicerContext, exc: Exception, leader_grpc: Calla
     if metadata:
         context.set_trailing_metadata(tuple(metadata))
     context.abort(exc.code, exc.message)
+
+
+def stream_error(exc: Exception, leader_grpc: Callable[[str | None], str | None]) -> state_pb2.StreamError:
+    """What `abort_with` would have sent as a call's status, as one answer of a stream."""
+    if not isinstance(exc, CairnError):
+        log.error("stream request failed", exc_info=exc)
+        return state_pb2.StreamError(code=grpc.StatusCode.INTERNAL.value[0], message="failed on this node; see its log")
+    error = state_pb2.StreamError(code=exc.code.value[0], message=exc.message, reason=exc.reason)
+    if exc.current_version is not None:
+        error.current_version = exc.current_version
+    error.leader = leader_grpc(exc.leader) or ""
+    return error
 
 
 def handles_errors(method: Callable[..., Any]) -> Callable[..., Any]:
