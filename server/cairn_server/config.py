@@ -95,6 +95,7 @@ class RaftConfig:
     election_timeout: float = 1.0
     heartbeat_interval: float = 0.1
     group_commit: int = 256  # most client writes in one log entry; 1 turns group commit off
+    snapshot_log_bytes: int = 64 * 1024 * 1024  # compact the log when its entries hold this many bytes
 
 
 @dataclass(frozen=True)
@@ -353,7 +354,7 @@ def parse_config(raw: Any, *, insecure: bool = False) -> Config:
         max_lease_timeout=ex.duration("max_lease_timeout", 3600.0, minimum=0.1),
         max_poll_wait=ex.duration("max_poll_wait", 30.0, minimum=0.1),
         scheduler_interval=ex.duration("scheduler_interval", 0.1, minimum=0.01),
-        scheduler_batch=ex.integer("scheduler_batch", 256, minimum=1, maximum=100_000),
+        scheduler_batch=ex.integer("scheduler_batch", 256, minimum=1, maximum=10_000),
     )
     if execution.max_lease_timeout < execution.min_lease_timeout:
         raise ConfigError(
@@ -369,6 +370,7 @@ def parse_config(raw: Any, *, insecure: bool = False) -> Config:
         election_timeout=rf.duration("election_timeout", 1.0, minimum=0.1),
         heartbeat_interval=rf.duration("heartbeat_interval", 0.1, minimum=0.01),
         group_commit=rf.integer("group_commit", 256, minimum=1, maximum=4096),
+        snapshot_log_bytes=rf.size("snapshot_log_bytes", 64 * 1024 * 1024, minimum=1024 * 1024),
     )
     if raft.heartbeat_interval * 3 > raft.election_timeout + 1e-9:  # 0.1 * 3 is 0.30000000000000004
         raise ConfigError(

@@ -26,6 +26,7 @@ from .forwarding import Forwarder
 from .integrity import clear_rejoining, mark_corrupt, open_verified
 from .membership import Membership
 from .raft.barrier import ReadBarrier
+from .raft.group_commit import MAX_GROUP_BYTES
 from .raft.journal import RocksJournal
 from .raft.replica import Replica, role_name
 from .raft.snapshot import Snapshots
@@ -34,7 +35,7 @@ from .rpc.decoding import DecodeErrorsAreInvalidArgument
 from .rpc.reads import Reader
 from .rpc.state_service import NodeService, StateService
 from .rpc.workflow_service import WorkflowService
-from .rpc.writes import Writer
+from .rpc.writes import REQUEST_OVERHEAD, Writer
 from .statemachine import StateMachine
 from .storage import is_corruption
 
@@ -97,6 +98,7 @@ class Node:
             machine=self.machine,
             snapshots=self.snapshots,
             tuning=config.raft,
+            max_entry_bytes=max(config.limits.max_state_bytes, MAX_GROUP_BYTES) + REQUEST_OVERHEAD,
             on_state_changed=self._on_role_changed,
             rejoining=opened.rejoining,
             on_rejoined=lambda: clear_rejoining(data_dir),

@@ -137,3 +137,50 @@ def test_a_retry_of_a_pending_grouped_write_waits_and_gets_the_first_answer(
         assert raw.state(leader).GetState(state_pb2.GetStateRequest(workflow_id=request.workflow_id)).state.version == 1
     finally:
         raw.close()
+
+
+def test_groups_larger_than_pysyncobjs_chunking_size_replicate_and_compact_by_bytes(
+    make_cluster: Callable[..., ClusterHandle],
+) -> None:
+    """16 KiB values from 24 threads: groups of several hundred KiB, far above pysyncobj's default chunk size
+    (64 KiB; trap 6), replicate to every member, including one that restarts and catches up from the leader;
+    raft.snapshot_log_bytes compacts the log by its size long before raft.snapshot_entries would."""
+    handle = make_cluster(3, {"raft": {"snapshot_log_bytes": "2MiB", "snapshot_entries": 1_000_000}})
+    leader = handle.wait_leader()
+    follower = next(i for i in range(handle.size) if i != leader)
+    big = "v" * 16 * 1024
+    errors: list[BaseException] = []
+
+    def writer(t: int, client: Client) -> None:
+        try:
+            for n in range(10):
+                client.persist_state(f"big-{t}", variables={"n": n, "blob": big})
+        except BaseException as exc:
+            errors.append(exc)
+
+    clients = [Client(handle.cluster.endpoints, timeout=30) for _ in range(4)]
+    try:
+        handle.cluster.kill_node(follower)
+        threads = [threading.Thread(target=writer, args=(t, clients[t % 4])) for t in range(24)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+        assert not errors, errors[:3]
+        handle.cluster.start_node(follower)
+        status = handle.status(leader)
+        assert status.snapshot_index > 0, "the log was not compacted by its size"
+        assert status.log_entries < 240
+        for t in range(24):
+            assert clients[0].get_state(f"big-{t}", include_history=False).version == 10
+        wait_until(
+            lambda: handle.status(follower).applied_index >= status.commit_index, 60, "the restarted member lags"
+        )
+        for t in range(0, 24, 6):
+            result = clients[0].validate_state(f"big-{t}")
+            assert result.valid, result
+            assert len(result.replicas) == 3 and all(r.reachable and r.version == 10 for r in result.replicas)
+            assert len({r.digest for r in result.replicas}) == 1, result.replicas
+    finally:
+        for c in clients:
+            c.close()

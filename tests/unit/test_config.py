@@ -84,6 +84,8 @@ def test_seed_shape_parses() -> None:
         (base(limits={"max_state_bytes": "lots"}), "limits.max_state_bytes"),
         (base(limits={"history_limit": 0}), "limits.history_limit"),
         (base(raft={"heartbeat_interval": "1s", "election_timeout": "1s"}), "raft.heartbeat_interval"),
+        (base(raft={"group_commit": 0}), "raft.group_commit: expected a whole number from 1 to 4096"),
+        (base(raft={"snapshot_log_bytes": "64KiB"}), "raft.snapshot_log_bytes"),
         (base(cluster={"grpc_address": "nohost"}), "cluster.grpc_address"),
         (
             {"cluster": {"grpc_address": "h:1", "raft_address": "h:2"}, "state_storage": {"connection": "/x"}},
@@ -225,11 +227,11 @@ def test_execution_keys() -> None:
                 "max_lease_timeout": "100ms",
                 "max_poll_wait": "2s",
                 "scheduler_interval": "10ms",
-                "scheduler_batch": 100_000,
+                "scheduler_batch": 10_000,
             }
         )
     ).execution
-    assert cfg == ExecutionConfig(0.1, 0.1, 2.0, 0.01, 100_000)
+    assert cfg == ExecutionConfig(0.1, 0.1, 2.0, 0.01, 10_000)
     assert parse_config(base(execution={"scheduler_batch": 1})).execution.scheduler_batch == 1
 
 
@@ -271,8 +273,8 @@ def test_conflict_resolution_modes() -> None:
         (base(execution={"max_lease_timeout": "forever"}), "execution.max_lease_timeout: expected a duration"),
         (base(execution={"max_poll_wait": "10ms"}), "execution.max_poll_wait: must be at least 0.1s"),
         (base(execution={"scheduler_interval": "5ms"}), "execution.scheduler_interval: must be at least 0.01s"),
-        (base(execution={"scheduler_batch": 0}), "execution.scheduler_batch: expected a whole number from 1 to 100000"),
-        (base(execution={"scheduler_batch": 100_001}), "execution.scheduler_batch"),
+        (base(execution={"scheduler_batch": 0}), "execution.scheduler_batch: expected a whole number from 1 to 10000"),
+        (base(execution={"scheduler_batch": 10_001}), "execution.scheduler_batch"),
         (base(execution={"lease": "1s"}), "execution.lease: unknown key"),
         ({**base(), "execution": [1]}, "execution: expected a mapping"),
         (base(checkpointing={"every_versions": -1}), "checkpointing.every_versions: expected a whole number from 0"),

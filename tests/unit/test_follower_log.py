@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pysyncobj import FAIL_REASON
 from pysyncobj.node import TCPNode
 
 from cairn_server.config import RaftConfig
@@ -22,6 +23,9 @@ from cairn_server.statemachine import StateMachine
 from cairn_server.storage import RocksStore
 
 LEADER = "127.0.0.1:1"
+
+
+MAX_ENTRY = 200_000
 
 
 @pytest.fixture
@@ -38,6 +42,7 @@ def follower(tmp_path: Path) -> Iterator[Replica]:
         machine=machine,
         snapshots=snapshots,
         tuning=RaftConfig(election_timeout=600.0, heartbeat_interval=0.1),
+        max_entry_bytes=MAX_ENTRY,
     )
     yield replica
     replica.destroy_synchronous()
@@ -85,3 +90,12 @@ def test_a_real_conflict_still_replaces_the_tail(follower: Replica) -> None:
     append(follower, (1, 0), [(2, 1), (3, 1), (4, 1)])
     append(follower, (2, 1), [(3, 2)], term=2)
     assert indexes(follower)[1:] == [(2, 1), (3, 2)]
+
+
+def test_an_entry_over_the_cap_is_refused_and_the_cap_is_below_chunked_sending(follower: Replica) -> None:
+    """Trap 6: pysyncobj sends an entry at least appendEntriesBatchSizeBytes long in chunks, unsafely; no entry
+    may reach that size."""
+    answers: list[int] = []
+    follower.propose_async(b"x" * (MAX_ENTRY + 1), lambda _result, error: answers.append(error))
+    assert answers == [FAIL_REASON.REQUEST_DENIED]
+    assert follower._SyncObj__conf.appendEntriesBatchSizeBytes > MAX_ENTRY + 1024

@@ -114,3 +114,21 @@ def test_kill_during_compaction_never_loses_the_end_of_the_log(tmp_path: Path) -
         expected_first = first if point == "journal.compact" else compacted_to
         assert indexes[0] == expected_first, f"round {round_}, killed at {point}: compaction not atomic"
         store.close()
+
+
+def test_bytes_counts_the_commands_held_across_truncation_compaction_and_reopen(tmp_path: Path) -> None:
+    """raft.snapshot_log_bytes compacts on this count: it must follow every change of the log."""
+    store, journal = open_journal(tmp_path / "db")
+    for i in range(1, 11):
+        journal.add(b"c" * (100 * i), i, 1)
+    assert journal.bytes == sum(100 * i for i in range(1, 11))
+    journal.deleteEntriesFrom(8)  # drops indexes 9 and 10
+    assert journal.bytes == sum(100 * i for i in range(1, 9))
+    journal.deleteEntriesTo(3)  # drops indexes 1 to 3
+    assert journal.bytes == sum(100 * i for i in range(4, 9))
+    store.close()
+    store, reopened = open_journal(tmp_path / "db")
+    assert reopened.bytes == sum(100 * i for i in range(4, 9))
+    reopened.clear()
+    assert reopened.bytes == 0
+    store.close()

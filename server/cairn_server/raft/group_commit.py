@@ -26,7 +26,7 @@ from ..errors import DeadlineExceeded, Unavailable
 from .replica import Replica, fail_reason_name
 
 GROUPABLE = frozenset({"persist", "checkpoint", "recover", "delete"})
-MAX_GROUP_BYTES = 4 * 1024 * 1024
+MAX_GROUP_BYTES = 1024 * 1024  # a group stays one ordinary append-entries message (see Replica)
 
 
 def workflow_of(cmd: command_pb2.Command) -> str:

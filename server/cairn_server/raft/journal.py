@@ -64,8 +64,10 @@ class RocksJournal(Journal):
         self._pending_last = 0  # highest Raft index in the pending batch (for the trace)
         self._lock = threading.RLock()
         self._entries: list[Entry] = []
+        self.bytes = 0  # the commands held (in memory too): compaction is also triggered by this
         for key, value in store.scan("raftlog"):
             self._entries.append((value[8:], read_u64(key), read_u64(value[:8])))
+            self.bytes += len(value) - 8
         raw_term = store.get("raftmeta", _TERM)
         self._term = read_u64(raw_term) if raw_term else 0
         raw_vote = store.get("raftmeta", _VOTE)
@@ -150,10 +152,12 @@ class RocksJournal(Journal):
         command = bytes(command)
         self._write(lambda b: b.put("raftlog", u64(idx), u64(term) + command), last=idx)
         self._entries.append((command, idx, term))
+        self.bytes += len(command)
 
     def clear(self) -> None:
         self._write(lambda b: b.delete_range("raftlog", u64(0), u64(2**64 - 1)))
         self._entries = []
+        self.bytes = 0
 
     def deleteEntriesFrom(self, entryFrom: int) -> None:  # pysyncobj's name
         """Drop entries at positions >= entryFrom (a conflicting suffix)."""
@@ -161,6 +165,7 @@ class RocksJournal(Journal):
             return
         first = self._entries[entryFrom][1]
         self._write(lambda b: b.delete_range("raftlog", u64(first), u64(2**64 - 1)))
+        self.bytes -= sum(len(e[0]) for e in self._entries[entryFrom:])
         del self._entries[entryFrom:]
 
     def deleteEntriesTo(self, entryTo: int) -> None:
@@ -171,6 +176,7 @@ class RocksJournal(Journal):
         end = self._entries[entryTo][1] if entryTo < len(self._entries) else self._entries[-1][1] + 1
         self._write(lambda b: b.delete_range("raftlog", u64(0), u64(end)))
         failpoints.hit("journal.compact.written")
+        self.bytes -= sum(len(e[0]) for e in self._entries[:entryTo])
         self._entries = self._entries[entryTo:]
 
     def __getitem__(self, item):  # int or slice, as pysyncobj uses it

@@ -5,6 +5,10 @@ Overrides of pysyncobj 0.3.17 internals (name-mangled; the version is pinned and
   leader cannot "commit" (and acknowledge) its own never-replicated entries.
 - Durability: journal writes made while handling a message or proposing are batched and synced
   before this node acknowledges (`__sendNextNodeIdx`) or counts itself towards a commit.
+- Trap 6: pysyncobj sends an entry at least `appendEntriesBatchSizeBytes` long in chunks ("transmission"),
+  which it ends by comparing offsets in the pickled entry with the command's length (so it can send
+  "finish" before the last chunk), and which bypasses our trap 5 guard. Entries are capped below that size
+  (`max_entry_bytes`, checked at every proposal), so no entry is ever sent that way.
 - Rejoining after data loss (`rejoining=True`: the node found its data corrupt and started empty): it
   neither votes nor campaigns until it has caught up to a commit index learned from a leader at least
   two election timeouts after it started; entries it acknowledged before the loss may be counted in a
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _JOURNAL_SENTINEL = "cairn-rocksdb-journal"
 _REGULAR = bytes([pso._COMMAND_TYPE.REGULAR])
+_ENTRY_ENVELOPE = 64 * 1024  # pysyncobj's framing of a command in a log entry, with room to spare
 _journal_patch_lock = threading.Lock()
 _FAIL_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if not k.startswith("_")}
 
@@ -90,11 +95,14 @@ class Replica(SyncObj):
         snapshots: Snapshots,
         tuning: RaftConfig,
         on_state_changed: Callable[[int, int], None] | None = None,
+        max_entry_bytes: int,
         rejoining: bool = False,
         on_rejoined: Callable[[], None] | None = None,
     ):
         self._machine = machine
         self._journal = journal
+        self._max_entry_bytes = max_entry_bytes
+        self._snapshot_log_bytes = tuning.snapshot_log_bytes
         self._rejoining = rejoining
         self._on_rejoined = on_rejoined
         self._election_timeout = tuning.election_timeout
@@ -126,6 +134,7 @@ class Replica(SyncObj):
             logCompactionMinTime=tuning.snapshot_interval,
             commandsWaitLeader=False,
             appendEntriesUseBatch=False,
+            appendEntriesBatchSizeBytes=max_entry_bytes + _ENTRY_ENVELOPE,  # trap 6: never chunked
             appendEntriesPeriod=tuning.heartbeat_interval,
             autoTickPeriod=min(0.05, tuning.heartbeat_interval / 2),
             raftMinTimeout=tuning.election_timeout,
@@ -160,7 +169,7 @@ class Replica(SyncObj):
             box["result"], box["error"] = result, error
             done.set()
 
-        self._cairn_apply(payload, callback=self._answer_once(callback))
+        self.propose_async(payload, callback)
         if not done.wait(timeout):
             raise DeadlineExceeded(
                 "the write was not committed in time; its outcome is unknown (retry with the same request_id)",
@@ -175,6 +184,10 @@ class Replica(SyncObj):
         return box["result"]  # type: ignore[return-value]
 
     def propose_async(self, payload: bytes, callback: Callable[[object, int], None]) -> None:
+        if len(payload) > self._max_entry_bytes:  # callers cap their commands; this keeps trap 6 closed
+            log.error("refusing to propose a %d-byte entry (the cap is %d bytes)", len(payload), self._max_entry_bytes)
+            callback(None, FAIL_REASON.REQUEST_DENIED)
+            return
         self._cairn_apply(payload, callback=self._answer_once(callback))
 
     def _answer_once(self, callback: Callable[[object, int], None]) -> Callable[[object, int], None]:
@@ -290,6 +303,8 @@ class Replica(SyncObj):
         return True
 
     def _onTick(self, timeToWait=0.0):
+        if self._journal.bytes > self._snapshot_log_bytes:
+            self.forceLogCompaction()  # raft.snapshot_log_bytes: big entries (groups) fill memory before the count
         if self._rejoining:
             if self._rejoin_target is not None and self.raftLastApplied >= self._rejoin_target:
                 self._rejoining = False

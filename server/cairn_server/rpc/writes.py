@@ -26,7 +26,7 @@ from .reads import server_timeout
 
 Build = Callable[[command_pb2.Command, int], None]
 _ABORTED = grpc.StatusCode.ABORTED.value[0]
-_REQUEST_OVERHEAD = 64 * 1024
+REQUEST_OVERHEAD = 64 * 1024  # a command beyond its state: ids, stamps, policy
 
 
 class Writer:
@@ -104,7 +104,7 @@ class Writer:
         )
         build(cmd, now)
         payload = cmd.SerializeToString()
-        if len(payload) > self.config.limits.max_state_bytes + _REQUEST_OVERHEAD:
+        if len(payload) > self.config.limits.max_state_bytes + REQUEST_OVERHEAD:
             raise ResourceExhausted(
                 f"the request is {len(payload)} bytes; the state size cap is "
                 f"{self.config.limits.max_state_bytes} bytes (limits.max_state_bytes)"
