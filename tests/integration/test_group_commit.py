@@ -184,3 +184,47 @@ def test_groups_larger_than_pysyncobjs_chunking_size_replicate_and_compact_by_by
     finally:
         for c in clients:
             c.close()
+
+
+def test_writes_queued_behind_a_group_fail_fast_when_the_leader_steps_down(
+    make_cluster: Callable[..., ClusterHandle],
+) -> None:
+    """Both followers stopped: one write is in flight, more wait behind it. When the leader gives up (it hears no
+    quorum for twice the election timeout) every one of them is answered UNAVAILABLE at once, not left waiting
+    for its 30 s deadline."""
+    handle = make_cluster(3, {"raft": {"election_timeout": "1s", "heartbeat_interval": "100ms"}})
+    raw = Raw(handle)
+    try:
+        leader = raw.leader()
+        followers = [i for i in range(handle.size) if i != leader]
+        answers: dict[int, grpc.StatusCode] = {}
+
+        def write(n: int) -> None:
+            request = state_pb2.PersistStateRequest(workflow_id=f"q-{n}", request_id=new_id("rid"))
+            try:
+                raw.state(leader).PersistState(request, timeout=30)
+                answers[n] = grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                answers[n] = exc.code()
+
+        for f in followers:
+            handle.cluster.signal_node(f, signal.SIGSTOP)
+        try:
+            for f in followers:
+                wait_stopped(handle, f)
+            before = raw.status(leader).last_log_index
+            first = threading.Thread(target=write, args=(0,), daemon=True)
+            first.start()
+            wait_until(lambda: raw.status(leader).last_log_index > before, 5, "the first write was not proposed")
+            queued = [threading.Thread(target=write, args=(n,), daemon=True) for n in range(1, 9)]
+            for th in queued:
+                th.start()
+            for th in [first, *queued]:
+                th.join(15)  # the leader steps down after 2 s; the deadline is 30 s
+            assert sorted(answers) == list(range(9)), answers
+            assert set(answers.values()) == {grpc.StatusCode.UNAVAILABLE}, answers
+        finally:
+            for f in followers:
+                handle.cluster.signal_node(f, signal.SIGCONT)
+    finally:
+        raw.close()

@@ -120,6 +120,12 @@ class GroupCommitter:
         return group
 
     def _propose(self, group: list[Pending]) -> None:
+        if not self._replica.is_leader():
+            # Deposed while these waited: pysyncobj would forward them to the new leader and drop them without
+            # a word if that connection is down, leaving the callers waiting until their deadline. Nothing was
+            # proposed: they fail at once and the clients retry at the leader.
+            self._on_done(group)(None, FAIL_REASON.NOT_LEADER)
+            return
         if len(group) == 1:
             payload = group[0].cmd.SerializeToString()
         else:
@@ -139,7 +145,9 @@ class GroupCommitter:
                     p.future.set_result(r)
             else:
                 message = (
-                    f"replication failed ({fail_reason_name(error)}); the outcome is unknown "
+                    "this node is no longer the leader; the write was not applied (retry at the leader)"
+                    if error == FAIL_REASON.NOT_LEADER
+                    else f"replication failed ({fail_reason_name(error)}); the outcome is unknown "
                     "(retry with the same request_id)"
                 )
                 leader = self._replica.leader_address()
