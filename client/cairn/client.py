@@ -24,7 +24,7 @@ from .errors import (
     UnavailableError,
     from_rpc_error,
 )
-from .persist_stream import PersistStream
+from .persist_stream import MAX_BACKOFF, PersistStream
 from .types import (
     Checkpoint,
     ClusterStatus,
@@ -192,7 +192,7 @@ class Client:
                 return response
             sleep = min(backoff, max(0.0, deadline - time.monotonic()))
             time.sleep(sleep * (0.5 + random.random()))
-            backoff = min(backoff * 2, 0.5)
+            backoff = min(backoff * 2, MAX_BACKOFF)
 
     @staticmethod
     def new_request_id() -> str:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from .client import Client
 
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# Retries (here and in Client) back off from 20 ms to this: a new leader is usually there within a few hundred
+# milliseconds of the old one dying, and a longer pause would be most of a client's failover time.
+MAX_BACKOFF = 0.25
 _CLOSE = object()
 
 
@@ -150,7 +153,7 @@ class PersistStream:
                     self._drop(connection, suspect=True)
             pause = min(backoff, max(0.0, deadline - time.monotonic()))
             time.sleep(pause * (0.5 + random.random()))
-            backoff = min(backoff * 2, 0.5)
+            backoff = min(backoff * 2, MAX_BACKOFF)
 
     def close(self) -> None:
         with self._lock:

@@ -262,3 +262,15 @@ def test_leadership_transfer_under_load_loses_nothing(make_cluster) -> None:
     writer.join(15)
     existing = {w.workflow_id for w in c.client.list_workflows("acked-t-")}
     assert not [w for w in acked if w not in existing]
+
+
+def test_followers_campaign_soon_after_the_leaders_connection_closes(make_cluster) -> None:
+    """A killed leader's connections close at once: a follower campaigns after a fraction of the election
+    timeout (here 10 s, so waiting it out would take over 10 s), not after the whole of it."""
+    handle = make_cluster(3, {"raft": {"election_timeout": "10s", "heartbeat_interval": "100ms"}})
+    leader = handle.wait_leader(60)
+    handle.kill(leader)
+    killed = time.monotonic()
+    survivors = [i for i in range(handle.size) if i != leader]
+    handle.wait_leader(timeout=8, among=survivors)
+    assert time.monotonic() - killed < 8

@@ -9,6 +9,8 @@ Overrides of pysyncobj 0.3.17 internals (name-mangled; the version is pinned and
   which it ends by comparing offsets in the pickled entry with the command's length (so it can send
   "finish" before the last chunk), and which bypasses our trap 5 guard. Entries are capped below that size
   (`max_entry_bytes`, checked at every proposal), so no entry is ever sent that way.
+- Failover: when the connection to the leader closes (its process died), a follower campaigns after 10-30% of
+  an election timeout instead of a whole one.
 - Rejoining after data loss (`rejoining=True`: the node found its data corrupt and started empty): it
   neither votes nor campaigns until it has caught up to a commit index learned from a leader at least
   two election timeouts after it started; entries it acknowledged before the loss may be counted in a
@@ -20,6 +22,7 @@ Overrides of pysyncobj 0.3.17 internals (name-mangled; the version is pinned and
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -337,6 +340,17 @@ class Replica(SyncObj):
             SyncObj._SyncObj__onMessageReceived(self, node, message)
         finally:
             self._journal.flush()
+
+    def _SyncObj__onNodeDisconnected(self, node):
+        SyncObj._SyncObj__onNodeDisconnected(self, node)
+        if self._rejoining or self._isLeader() or node != self._getLeader():
+            return
+        # The leader's connection closed: most often its process died (a paused or cut-off leader keeps its
+        # connection, and is detected by the election timeout). Campaign after a short random delay instead of a
+        # full election timeout; a live leader that reconnects first resets the deadline with its next message.
+        soon = pso.monotonicTime() + random.uniform(0.1, 0.3) * self._election_timeout
+        if soon < self._SyncObj__raftElectionDeadline:
+            self._SyncObj__raftElectionDeadline = soon
 
     def _lower_match_index(self, node, next_index: int | None) -> None:
         match = getattr(self, "_SyncObj__raftMatchIndex", None)
