@@ -39,6 +39,9 @@ def _scenario_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--settle", type=float, default=120.0, help="seconds after healing for started runs to finish")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--clients", type=int, default=8)
+    r.add_argument(
+        "--stream-writes", action="store_true", help="clients persist over PersistStream (Client(stream_writes=True))"
+    )
     r.add_argument("--keys", type=int, default=4)
     r.add_argument("--interval", default="6", help="seconds between fault injections, or a range such as 2-3")
     r.add_argument("--hold", default="3", help="seconds each fault is held before healing, or a range such as 1-1.5")
@@ -75,6 +78,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
         faults=args.faults,
         seed=args.seed,
         clients=args.clients,
+        stream_writes=args.stream_writes,
         keys=args.keys,
         interval=args.interval,
         hold=args.hold,

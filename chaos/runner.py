@@ -61,6 +61,7 @@ class RunConfig:
     faults: str = "kill,pause,partition"
     seed: int = 0
     clients: int = 8
+    stream_writes: bool = False  # the clients' writes go over PersistStream (Client(stream_writes=True))
     keys: int = 4
     interval: float | str = 6.0  # seconds between injections, or a range "2-3"
     hold: float | str = 3.0  # seconds each fault is held, or a range "1-1.5"
@@ -146,7 +147,9 @@ def run(cfg: RunConfig) -> int:
             cfg.notes.append(f"workflow cluster settings (over the defaults): {WORKFLOW_OVERRIDES}")
         keys = [f"chaos-{k}" for k in range(cfg.keys)] if cfg.state else []
         stop = threading.Event()
-        workload = Workload(cluster.endpoints, recorder, keys, clients=cfg.clients, seed=cfg.seed)
+        workload = Workload(
+            cluster.endpoints, recorder, keys, clients=cfg.clients, seed=cfg.seed, stream_writes=cfg.stream_writes
+        )
         flows = WorkflowWorkload(
             cluster.endpoints, recorder, steps=cfg.workflow_steps, rate=cfg.workflow_rate, seed=cfg.seed
         )
@@ -229,6 +232,7 @@ def run(cfg: RunConfig) -> int:
         "faults": cfg.faults,
         "seed": cfg.seed,
         "clients": cfg.clients,
+        "stream_writes": cfg.stream_writes,
         "keys": cfg.keys,
         "workload": cfg.workload,
         "workers": cfg.workers,

@@ -41,6 +41,7 @@ class Workload:
     clients: int = 8
     seed: int = 0
     op_timeout: float = 3.0
+    stream_writes: bool = False
     checkpoints: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # key -> [(id, value)]
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -65,7 +66,9 @@ class Workload:
 
     def _run(self, process: int, stop: threading.Event) -> None:
         rng = random.Random(self.seed * 1000 + process)
-        client = Client(self.endpoints, timeout=self.op_timeout, attempt_timeout=1.0)
+        client = Client(
+            self.endpoints, timeout=self.op_timeout, attempt_timeout=1.0, stream_writes=self.stream_writes
+        )
         known: dict[str, int] = {}
         ops, weights = list(WEIGHTS), list(WEIGHTS.values())
         seq = 0

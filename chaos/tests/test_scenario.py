@@ -87,6 +87,44 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
 
 
 @needs_netns
+def test_stream_writes_under_kills_pauses_and_partitions_pass_every_checker(tmp_path: Path) -> None:
+    """The clients persist over PersistStream: a stream broken by a kill or cut off by a partition is reopened
+    at the leader and its writes retried under their request ids; group commit runs under every fault."""
+    out = tmp_path / "run"
+    proc = chaos(
+        "run",
+        "--nodes",
+        "3",
+        "--duration",
+        "30",
+        "--faults",
+        "kill,pause,partition",
+        "--seed",
+        "6",
+        "--interval",
+        "4",
+        "--hold",
+        "2",
+        "--stream-writes",
+        "--net-prefix",
+        "czs",
+        "--subnet",
+        "10.214.11",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    verdicts = {v["name"]: v["status"] for v in json.loads((out / "verdicts.json").read_text())}
+    assert set(verdicts.values()) == {"pass"} and len(verdicts) == 5, verdicts
+    assert json.loads((out / "run.json").read_text())["stream_writes"] is True
+    faults = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
+    assert len(faults) >= 3
+    writes = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert sum(1 for w in writes if w["f"] in ("write", "cas") and w.get("type") == "ok") > 50
+    assert leftovers("czs") == [] and processes_of(out) == []
+
+
+@needs_netns
 def test_a_short_scenario_passes_every_checker(short_run: tuple[Path, subprocess.CompletedProcess]) -> None:
     out, proc = short_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
