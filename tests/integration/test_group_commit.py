@@ -13,7 +13,7 @@ import pytest
 
 from cairn import Client
 from cairn.errors import ConflictError
-from cairn.v1 import state_pb2
+from cairn.v1 import state_pb2, workflow_pb2
 from tests.raw import Raw, new_id, struct, wait_stopped
 from tests.support import ClusterHandle, wait_until
 
@@ -226,5 +226,41 @@ def test_writes_queued_behind_a_group_fail_fast_when_the_leader_steps_down(
         finally:
             for f in followers:
                 handle.cluster.signal_node(f, signal.SIGCONT)
+    finally:
+        raw.close()
+
+
+def test_a_workflow_step_is_one_log_entry(shared_cluster: ClusterHandle) -> None:
+    """A recorded step (the engine's persistence of a step's result) costs one replicated write."""
+    raw = Raw(shared_cluster)
+    try:
+        leader = raw.leader()
+        wid, wtype = new_id("step"), new_id("type")
+        raw.flow(leader).StartWorkflow(
+            workflow_pb2.StartWorkflowRequest(workflow_id=wid, workflow_type=wtype, request_id=new_id("s")), timeout=10
+        )
+        task = (
+            raw.flow(leader)
+            .PollWork(
+                workflow_pb2.PollWorkRequest(
+                    worker_id="w",
+                    workflow_types=[wtype],
+                    lease_timeout_ms=600_000,
+                    wait_ms=5000,
+                    request_id=new_id("p"),
+                ),
+                timeout=10,
+            )
+            .task
+        )
+        before = raw.status(leader).last_log_index
+        for n in range(3):
+            raw.flow(leader).RecordStep(
+                workflow_pb2.RecordStepRequest(
+                    workflow_id=wid, fencing_token=task.lease.fencing_token, step_name=f"s{n}", request_id=new_id("r")
+                ),
+                timeout=10,
+            )
+        assert raw.status(leader).last_log_index == before + 3
     finally:
         raw.close()
