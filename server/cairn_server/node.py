@@ -114,7 +114,11 @@ class Node:
             config=config,
         )
         reader = Reader(
-            machine=self.machine, barrier=self.barrier, config=config, unsafe_local_reads=self.unsafe_local_reads
+            machine=self.machine,
+            barrier=self.barrier,
+            read_index=self.replica.read_index,
+            config=config,
+            unsafe_local_reads=self.unsafe_local_reads,
         )
 
         self.health = health.HealthServicer()

@@ -38,6 +38,7 @@ from ..config import RaftConfig
 from ..errors import DeadlineExceeded, Unavailable
 from ..statemachine import StateMachine
 from .journal import RocksJournal
+from .read_index import ReadRounds
 from .snapshot import Snapshots
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,11 @@ class Replica(SyncObj):
         self._pending: dict[int, Callable[[object, int], None]] = {}
         self._pending_seq = 0
         self._on_role_changed = on_state_changed
+        # Read index: rounds of leadership confirmation (raft/read_index.py); `_echo` is the read number of the
+        # append-entries message being handled (a follower's answer carries it back).
+        self._reads = ReadRounds(len(peer_addresses) + 1)
+        self._echo: int | None = None
+        self._read_wanted = False
         self._peer_addresses = list(peer_addresses)
         conf = SyncObjConf(
             password=secret,
@@ -155,6 +161,18 @@ class Replica(SyncObj):
                 super().__init__(self_address, peer_addresses, conf)
             finally:
                 pso.createJournal = original
+        transport = self._SyncObj__transport
+        send = transport.send
+
+        def stamped_send(node, message: dict) -> None:
+            kind = message.get("type")
+            if kind == "append_entries" and self._isLeader():
+                message["cairn_read"] = self._reads.stamp()
+            elif kind == "next_node_idx" and self._echo is not None:
+                message["cairn_read"] = self._echo
+            send(node, message)
+
+        transport.send = stamped_send  # pysyncobj sends through the instance attribute
 
     # ---- the one replicated method ------------------------------------------------------------
 
@@ -208,7 +226,36 @@ class Replica(SyncObj):
 
         return once
 
+    def read_index(self, timeout: float) -> int | None:
+        """On the leader: an index that reflects every write committed before this call, once a majority has
+        confirmed (after this call) that this node still leads; None when the read index cannot be used (not
+        the leader, or nothing committed in this term yet: use the read barrier). Raises Unavailable when this
+        node stops leading first, DeadlineExceeded at the timeout."""
+        if not self._isLeader():
+            return None
+        term, commit = self.raftCurrentTerm, self.raftCommitIndex
+        entry = self._journal.entry_at(commit)
+        if entry is None or entry[2] != term:
+            return None
+        confirmed = self._reads.open()
+        self._read_wanted = True
+        notifier = getattr(self, "_SyncObj__pipeNotifier", None)
+        if notifier is not None:
+            notifier.notify()  # wake the Raft thread to send the heartbeat now (else its next tick, <= 50 ms)
+        try:
+            confirmed.result(timeout)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                "linearizable read timed out confirming the leadership; the cluster may have no quorum",
+                leader=self.leader_address(),
+            ) from None
+        if self.raftCurrentTerm != term or not self._isLeader():
+            raise Unavailable("leadership changed during the read", leader=self.leader_address())
+        return commit
+
     def _state_changed(self, old: int, new: int) -> None:
+        if old == _RAFT_STATE.LEADER or new == _RAFT_STATE.LEADER:
+            self._reads.reset(lambda: Unavailable("leadership changed during the read", leader=self.leader_address()))
         if old == _RAFT_STATE.LEADER and new != _RAFT_STATE.LEADER:
             with self._pending_lock:
                 pending, self._pending = list(self._pending.values()), {}
@@ -306,6 +353,9 @@ class Replica(SyncObj):
         return True
 
     def _onTick(self, timeToWait=0.0):
+        if self._read_wanted and self._isLeader():
+            self._read_wanted = False
+            self._SyncObj__sendAppendEntries()  # a heartbeat (and any new entries) carrying the read number
         if self._journal.bytes > self._snapshot_log_bytes:
             self.forceLogCompaction()  # raft.snapshot_log_bytes: big entries (groups) fill memory before the count
         if self._rejoining:
@@ -323,6 +373,16 @@ class Replica(SyncObj):
     def _SyncObj__onMessageReceived(self, node, message):
         if self._rejoining and not self._rejoin_progress(node, message):
             return
+        kind = message.get("type")
+        if kind == "next_node_idx" and "cairn_read" in message and self._isLeader():
+            self._reads.answered(node, message["cairn_read"])
+        self._echo = message.get("cairn_read") if kind == "append_entries" else None
+        try:
+            self._handle_message(node, message)
+        finally:
+            self._echo = None
+
+    def _handle_message(self, node, message) -> None:
         if message.get("type") == "next_node_idx" and message.get("reset") and not message.get("success"):
             self._lower_match_index(node, message.get("next_node_idx"))
         self._journal.begin()

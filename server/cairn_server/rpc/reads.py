@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import grpc
 
 from cairn.v1 import state_pb2
@@ -21,10 +24,17 @@ def server_timeout(config: Config, context: grpc.ServicerContext) -> float:
 
 class Reader:
     def __init__(
-        self, *, machine: StateMachine, barrier: ReadBarrier, config: Config, unsafe_local_reads: bool = False
+        self,
+        *,
+        machine: StateMachine,
+        barrier: ReadBarrier,
+        read_index: Callable[[float], int | None],
+        config: Config,
+        unsafe_local_reads: bool = False,
     ):
         self.machine = machine
         self.barrier = barrier
+        self.read_index = read_index
         self.config = config
         # Test-only (CAIRN_TEST_ONLY_UNSAFE_LOCAL_READS): lets the chaos suite prove its checker catches stale reads.
         self.unsafe_local_reads = unsafe_local_reads
@@ -33,7 +43,8 @@ class Reader:
         return server_timeout(self.config, context)
 
     def prepare(self, read: state_pb2.ReadOptions, context: grpc.ServicerContext) -> None:
-        """LINEARIZABLE: wait for a read barrier; SERIALIZABLE: now, or once min_index is applied here."""
+        """LINEARIZABLE: on the leader, the read index (a heartbeat round, no log entry); elsewhere, or before the
+        leader has committed in its term, a read barrier. SERIALIZABLE: now, or once min_index is applied here."""
         timeout = self.timeout(context)
         if read.consistency == state_pb2.SERIALIZABLE:
             if read.min_index and not self.machine.wait_applied(read.min_index, timeout):
@@ -43,4 +54,9 @@ class Reader:
             return
         if self.unsafe_local_reads:
             return
-        self.barrier.wait(timeout)
+        started = time.monotonic()
+        index = self.read_index(timeout)
+        if index is None:
+            self.barrier.wait(timeout)
+        elif not self.machine.wait_applied(index, max(0.0, timeout - (time.monotonic() - started))):
+            raise DeadlineExceeded(f"this leader has not yet applied its commit index {index}")
