@@ -126,7 +126,27 @@ def _check_value(value: struct_pb2.Value, path: str, depth: int) -> None:
 
 
 def variables_to_python(variables: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(variables)
+    """What `json_format.MessageToDict` gives for a Struct (numbers as floats), at a third of its cost: every
+    replica runs this for each write's checksum."""
+    return {key: _value_to_python(value) for key, value in variables.fields.items()}
+
+
+def _value_to_python(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        if math.isinf(number) or math.isnan(number):
+            raise ValueError(f"{number} is not a JSON number")
+        return number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return variables_to_python(value.struct_value)
+    if kind == "list_value":
+        return [_value_to_python(item) for item in value.list_value.values]
+    return None  # null_value, or unset
 
 
 def canonical_bytes(state: state_pb2.WorkflowState) -> bytes:

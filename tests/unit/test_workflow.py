@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -142,3 +143,38 @@ def test_body_hash_ignores_only_the_request_id() -> None:
     assert workflow.body_hash("PersistState", a) == workflow.body_hash("PersistState", b)
     assert workflow.body_hash("PersistState", a) != workflow.body_hash("PersistState", c)
     assert workflow.body_hash("PersistState", a) != workflow.body_hash("DeleteWorkflow", a)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=6), _json_values, max_size=6))
+def test_variables_to_python_is_exactly_message_to_dict(variables: dict) -> None:
+    """The checksum's canonical form must never change: the hand-written conversion equals json_format's."""
+    message = struct_pb2.Struct()
+    message.update(variables)
+    assert workflow.variables_to_python(message) == json_format.MessageToDict(message)
+    state = state_pb2.WorkflowState(workflow_id="w", version=3)
+    state.variables.CopyFrom(message)
+    expected = json.dumps(
+        {
+            "workflow_id": "w",
+            "version": 3,
+            "current_step": "",
+            "variables": json_format.MessageToDict(message),
+            "labels": {},
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    ).encode()
+    assert workflow.canonical_bytes(state) == expected
