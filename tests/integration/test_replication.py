@@ -274,3 +274,19 @@ def test_followers_campaign_soon_after_the_leaders_connection_closes(make_cluste
     survivors = [i for i in range(handle.size) if i != leader]
     handle.wait_leader(timeout=8, among=survivors)
     assert time.monotonic() - killed < 8
+
+
+def test_after_an_idle_spell_a_killed_leader_is_replaced_in_one_election(make_cluster) -> None:
+    """Followers never send each other Raft messages, and pysyncobj drops a message sent on a connection that
+    has read nothing for connectionTimeout (2 s here): without keepalives the first vote request after the
+    leader dies is lost and the election needs another round (term + 2 or more)."""
+    handle = make_cluster(3, {"raft": {"election_timeout": "1s", "heartbeat_interval": "100ms"}})
+    leader = handle.wait_leader(60)
+    term = handle.status(leader).term
+    # The precondition is an idle spell longer than connectionTimeout: wait it out, watching that nothing moves.
+    idle_until = time.monotonic() + 3.0
+    wait_until(lambda: time.monotonic() >= idle_until and handle.status(leader).term == term, 10, "term moved")
+    handle.kill(leader)
+    survivors = [i for i in range(handle.size) if i != leader]
+    new_leader = handle.wait_leader(timeout=10, among=survivors)
+    assert handle.status(new_leader).term == term + 1

@@ -10,7 +10,8 @@ Overrides of pysyncobj 0.3.17 internals (name-mangled; the version is pinned and
   "finish" before the last chunk), and which bypasses our trap 5 guard. Entries are capped below that size
   (`max_entry_bytes`, checked at every proposal), so no entry is ever sent that way.
 - Failover: when the connection to the leader closes (its process died), a follower campaigns after 10-30% of
-  an election timeout instead of a whole one.
+  an election timeout (staggered by rank) instead of a whole one, and followers keep their links to each
+  other alive so that the vote requests are not dropped on an idle connection.
 - Rejoining after data loss (`rejoining=True`: the node found its data corrupt and started empty): it
   neither votes nor campaigns until it has caught up to a commit index learned from a leader at least
   two election timeouts after it started; entries it acknowledged before the loss may be counted in a
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 _JOURNAL_SENTINEL = "cairn-rocksdb-journal"
 _REGULAR = bytes([pso._COMMAND_TYPE.REGULAR])
 _ENTRY_ENVELOPE = 64 * 1024  # pysyncobj's framing of a command in a log entry, with room to spare
+_KEEPALIVE = 0.25  # seconds between a follower's messages to each peer (well inside connectionTimeout, >= 1 s)
 _journal_patch_lock = threading.Lock()
 _FAIL_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if not k.startswith("_")}
 
@@ -128,6 +130,7 @@ class Replica(SyncObj):
         self._reads = ReadRounds(len(peer_addresses) + 1)
         self._echo: int | None = None
         self._read_wanted = False
+        self._last_keepalive = 0.0
         self._peer_addresses = list(peer_addresses)
         conf = SyncObjConf(
             password=secret,
@@ -353,6 +356,7 @@ class Replica(SyncObj):
         return True
 
     def _onTick(self, timeToWait=0.0):
+        self._keep_links_alive()
         if self._read_wanted and self._isLeader():
             self._read_wanted = False
             self._SyncObj__sendAppendEntries()  # a heartbeat (and any new entries) carrying the read number
@@ -408,9 +412,32 @@ class Replica(SyncObj):
         # The leader's connection closed: most often its process died (a paused or cut-off leader keeps its
         # connection, and is detected by the election timeout). Campaign after a short random delay instead of a
         # full election timeout; a live leader that reconnects first resets the deadline with its next message.
-        soon = pso.monotonicTime() + random.uniform(0.1, 0.3) * self._election_timeout
+        soon = pso.monotonicTime() + self._early_campaign_delay(node)
         if soon < self._SyncObj__raftElectionDeadline:
             self._SyncObj__raftElectionDeadline = soon
+
+    def _early_campaign_delay(self, leader) -> float:
+        """10% to 30% of an election timeout, staggered by rank among the survivors (sorted addresses) so
+        that two of them do not campaign at the same moment and split the vote."""
+        survivors = sorted(
+            [self._SyncObj__selfNode.address]
+            + [n.address for n in self._SyncObj__otherNodes if n != leader and hasattr(n, "address")]
+        )
+        rank = survivors.index(self._SyncObj__selfNode.address)
+        share = 0.1 + 0.2 * rank / max(1, len(survivors) - 1)
+        return (share + random.uniform(0.0, 0.02)) * self._election_timeout
+
+    def _keep_links_alive(self) -> None:
+        """pysyncobj drops a message (and the connection) when it sends on a connection that has read nothing for
+        `connectionTimeout`: followers never talk to each other, so the first vote request after a leader dies
+        was lost on every idle follower-to-follower link and the election took a second round. A tiny message
+        to every peer each `_KEEPALIVE` keeps every link read from (pysyncobj ignores unknown types)."""
+        now = time.monotonic()
+        if self._isLeader() or now - self._last_keepalive < _KEEPALIVE:
+            return
+        self._last_keepalive = now
+        for node in self._SyncObj__otherNodes:
+            self._SyncObj__transport.send(node, {"type": "cairn_keepalive"})
 
     def _lower_match_index(self, node, next_index: int | None) -> None:
         match = getattr(self, "_SyncObj__raftMatchIndex", None)
