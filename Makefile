@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test up test proto proto-check lint bench chaos clean
+.PHONY: install install-test up test proto proto-check lint bench bench-compare bench-failover chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ lint: install-test
 
 bench: install
 	$(BIN)/cairn bench
+
+bench-compare: install
+	$(BIN)/python -m bench compare
+
+## Leader SIGKILLed -> next acknowledged write, Cairn and etcd (target: p99 < 2 s with the default config).
+bench-failover: install
+	$(BIN)/python -m bench failover
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -1,9 +1,11 @@
-"""Write the Python code generated from protos/: the public API into client/, the node's internals into server/.
+"""Write the Python code generated from protos/: the public API into client/, the node's internals into server/,
+and the etcd API subset that `python -m bench compare` speaks into bench/ (at the repository root).
 
 Proto paths match import paths (`-I protos`), so `cairn/v1/state.proto` becomes the module
-`cairn.v1.state_pb2` (the SDK) and `cairn_server/internal/command.proto` becomes
-`cairn_server.internal.command_pb2` (the node only: log entries, snapshots, node-to-node RPCs), with no
-import rewriting. `--check` regenerates into a temporary directory and fails when the committed
+`cairn.v1.state_pb2` (the SDK), `cairn_server/internal/command.proto` becomes
+`cairn_server.internal.command_pb2` (the node only: log entries, snapshots, node-to-node RPCs) and
+`bench/etcdserverpb/rpc.proto` becomes `bench.etcdserverpb.rpc_pb2` (proto package `etcdserverpb`, as
+etcd's own), with no import rewriting. `--check` regenerates into a temporary directory and fails when the committed
 files differ, so CI catches stale code.
 """
 
@@ -20,7 +22,11 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 # Each generated package and the source root it is written under.
-GENERATED_PACKAGES = {"cairn/v1": ROOT / "client", "cairn_server/internal": ROOT / "server"}
+GENERATED_PACKAGES = {
+    "cairn/v1": ROOT / "client",
+    "cairn_server/internal": ROOT / "server",
+    "bench/etcdserverpb": ROOT,
+}
 INIT_TEXT = '"""Generated from protos/ by protos/generate.py; do not edit."""\n'
 
 
@@ -77,7 +83,7 @@ def main() -> int:
     for stale in generated_files(GENERATED_PACKAGES).values():
         stale.unlink()
     generate(GENERATED_PACKAGES)
-    print(f"wrote {len(generated_files(GENERATED_PACKAGES))} files under client/ and server/")
+    print(f"wrote {len(generated_files(GENERATED_PACKAGES))} files under client/, server/ and bench/")
     return 0
 
 
