@@ -131,6 +131,8 @@ class Replica(SyncObj):
         self._echo: int | None = None
         self._read_wanted = False
         self._last_keepalive = 0.0
+        self._applies_paused = False
+        snapshots.pause_applies = self._pause_applies
         self._peer_addresses = list(peer_addresses)
         conf = SyncObjConf(
             password=secret,
@@ -479,6 +481,19 @@ class Replica(SyncObj):
         SyncObj._SyncObj__onMessageReceived(self, node, bare)
         self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=verified + 1, success=True)
         return None
+
+    def _pause_applies(self, paused: bool) -> None:
+        """While a snapshot's checkpoint is taken, committed entries wait (Raft lets apply lag commit)."""
+        self._applies_paused = paused
+        if not paused:
+            notifier = getattr(self, "_SyncObj__pipeNotifier", None)
+            if notifier is not None:
+                notifier.notify()
+
+    def _SyncObj__applyLogEntries(self):
+        if self._applies_paused:
+            return False
+        return SyncObj._SyncObj__applyLogEntries(self)
 
     def _SyncObj__doApplyCommand(self, command):
         result = SyncObj._SyncObj__doApplyCommand(self, command)

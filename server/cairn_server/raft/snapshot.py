@@ -181,6 +181,8 @@ class Snapshots:
         self.last_index = 0
         self.last_size = 0
         self.last_duration_ms = 0.0
+        # Set by the Replica: stops (True) and resumes (False) applying committed entries.
+        self.pause_applies: Callable[[bool], None] = lambda _paused: None
         if self.dump_file.exists():
             try:
                 header, _ = read_snapshot_file(self.dump_file)
@@ -192,9 +194,13 @@ class Snapshots:
     # ---- serializer (tick thread) ---------------------------------------------------------------
 
     def serialize(self, _tmp_file: str, data) -> None:  # pysyncobj's (last, prev, cluster)
+        """Applies stop here (the state stays at `last`) until a background thread has flushed the memtables
+        and taken the RocksDB checkpoint. Taken on the Raft thread, the checkpoint (which flushes holding the
+        GIL) stopped the whole node for seconds under load: no heartbeats, and the leadership was lost.
+        Replication and heartbeats now go on; writes are answered once applies resume."""
         last, previous, cluster = data
         started = time.monotonic()
-        self.store.create_checkpoint(self._staging)
+        self.pause_applies(True)
         header = snapshot_pb2.SnapshotHeader(
             format=FORMAT,
             last=_entry_ref(last),
@@ -208,6 +214,11 @@ class Snapshots:
 
     def _write(self, header: snapshot_pb2.SnapshotHeader, started: float) -> None:
         try:
+            try:
+                self.store.flush_memtables()  # the slow part (seconds under load), with the GIL released
+                self.store.create_checkpoint(self._staging)  # then little is left to flush holding the GIL
+            finally:
+                self.pause_applies(False)
             source = RocksStore(self._staging, read_only=True, on_error=self._on_fatal)
             try:
                 header.records = sum(1 for cf in _SNAPSHOT_CFS for _ in source.scan(cf))

@@ -80,10 +80,9 @@ def is_corruption(exc: BaseException | str) -> bool:
     return "Corruption" in str(exc)
 
 
-# A snapshot starts with a RocksDB checkpoint, which flushes every memtable first and holds the GIL (the whole
-# node stops) while it does: with RocksDB's default 64 MiB write buffers that took 160 ms on a quiet disk and
-# seconds under load, long enough to lose the leadership. Small memtables are flushed in the background as
-# they fill, so a checkpoint has little left to flush (about 30 ms).
+# A snapshot's RocksDB checkpoint flushes every memtable and holds the GIL (the whole node stops) while it does;
+# with RocksDB's default 64 MiB write buffers that took 160 ms on a quiet disk. Smaller memtables are flushed in
+# the background as they fill (and raft/snapshot.py flushes them, GIL released, right before the checkpoint).
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 
 
@@ -251,8 +250,15 @@ class RocksStore:
     def estimate_keys(self, cf: str) -> int:
         return self._cfs[cf].property_int_value("rocksdb.estimate-num-keys") or 0
 
+    def flush_memtables(self) -> None:
+        """Write every column family's memtable to disk, waiting, with the GIL released (rocksdict's flush
+        releases it; its checkpoint does not, and flushes first: flush here, then checkpoint)."""
+        for view in self._cfs.values():
+            view.flush(True)
+
     def create_checkpoint(self, directory: Path) -> None:
-        """A consistent, hard-linked copy of every column family at this instant (a few ms)."""
+        """A consistent, hard-linked copy of every column family at this instant. It flushes the memtables
+        holding the GIL, so call `flush_memtables` just before: then it has little left to flush."""
         if directory.exists():
             shutil.rmtree(directory)
         Checkpoint(self._db).create_checkpoint(str(directory))
