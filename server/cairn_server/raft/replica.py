@@ -109,6 +109,8 @@ class Replica(SyncObj):
         self._journal = journal
         self._max_entry_bytes = max_entry_bytes
         self._snapshot_log_bytes = tuning.snapshot_log_bytes
+        self._snapshot_entries = tuning.snapshot_entries
+        self._preflushing: threading.Thread | None = None
         self._rejoining = rejoining
         self._on_rejoined = on_rejoined
         self._election_timeout = tuning.election_timeout
@@ -359,6 +361,7 @@ class Replica(SyncObj):
 
     def _onTick(self, timeToWait=0.0):
         self._keep_links_alive()
+        self._preflush_before_snapshot()
         if self._read_wanted and self._isLeader():
             self._read_wanted = False
             self._SyncObj__sendAppendEntries()  # a heartbeat (and any new entries) carrying the read number
@@ -481,6 +484,22 @@ class Replica(SyncObj):
         SyncObj._SyncObj__onMessageReceived(self, node, bare)
         self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=verified + 1, success=True)
         return None
+
+    def _preflush_before_snapshot(self) -> None:
+        """Applies pause while a snapshot's checkpoint is taken, and most of that time is flushing memtables:
+        when the log is 90% of the way to a snapshot, flush them in the background (GIL released) while applies
+        go on, so that little is left to flush during the pause."""
+        near = len(self._journal) >= 0.9 * self._snapshot_entries or self._journal.bytes >= 0.9 * (
+            self._snapshot_log_bytes
+        )
+        if not near:
+            self._preflushing = None  # the log was compacted: flush again before the next snapshot
+            return
+        if self._preflushing is None:
+            self._preflushing = threading.Thread(
+                target=self._machine.store.flush_memtables, name="cairn-preflush", daemon=True
+            )
+            self._preflushing.start()
 
     def _pause_applies(self, paused: bool) -> None:
         """While a snapshot's checkpoint is taken, committed entries wait (Raft lets apply lag commit)."""
