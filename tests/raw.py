@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,20 @@ def wait_stopped(handle: ClusterHandle, i: int) -> None:
         return bool(states) and all(state in ("T", "t") for state in states)
 
     wait_until(stopped, 10, f"node {i} did not stop after SIGSTOP", interval=0.001)
+
+
+@contextmanager
+def stopped(handle: ClusterHandle, nodes: list[int]) -> Iterator[None]:
+    """The nodes SIGSTOPped (every thread of each stopped) for the block, resumed after it whatever happens."""
+    for i in nodes:
+        handle.cluster.signal_node(i, signal.SIGSTOP)
+    try:
+        for i in nodes:
+            wait_stopped(handle, i)
+        yield
+    finally:
+        for i in nodes:
+            handle.cluster.signal_node(i, signal.SIGCONT)
 
 
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:

@@ -3,13 +3,11 @@ confirming the leadership after the read arrived."""
 
 from __future__ import annotations
 
-import signal
-
 import grpc
 import pytest
 
 from cairn.v1 import state_pb2
-from tests.raw import Raw, new_id, struct, wait_stopped
+from tests.raw import Raw, new_id, stopped, struct
 from tests.support import ClusterHandle
 
 
@@ -48,20 +46,13 @@ def test_a_leader_without_a_majority_does_not_answer_a_linearizable_read(
             state_pb2.PersistStateRequest(workflow_id=wid, request_id=new_id("r")), timeout=10
         )
         followers = [i for i in range(handle.size) if i != leader]
-        for f in followers:
-            handle.cluster.signal_node(f, signal.SIGSTOP)
-        try:
-            for f in followers:
-                wait_stopped(handle, f)
+        with stopped(handle, followers):
             with pytest.raises(grpc.RpcError) as refused:
                 raw.state(leader).GetState(state_pb2.GetStateRequest(workflow_id=wid), timeout=1.5)
             assert refused.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
             # What this replica has is still readable when the caller says so.
             local = state_pb2.ReadOptions(consistency=state_pb2.SERIALIZABLE)
             assert raw.state(leader).GetState(state_pb2.GetStateRequest(workflow_id=wid, read=local), timeout=5).state
-        finally:
-            for f in followers:
-                handle.cluster.signal_node(f, signal.SIGCONT)
         state = raw.state(leader).GetState(state_pb2.GetStateRequest(workflow_id=wid), timeout=10).state
         assert state.version == 1
     finally:
