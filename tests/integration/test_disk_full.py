@@ -56,6 +56,11 @@ def converged(h: ClusterHandle, wid: str) -> bool:
     return result.valid and all(r.reachable for r in result.replicas) and len({r.digest for r in result.replicas}) == 1
 
 
+def wait_converged(h: ClusterHandle, wid: str) -> None:
+    """Every replica holds the same records for `wid` (a restarted node may still be catching up: poll)."""
+    wait_until(lambda: converged(h, wid), 60, f"the replicas of {wid} did not converge")
+
+
 def test_one_full_disk_stops_that_node_and_loses_nothing(cluster: ClusterHandle) -> None:
     h = cluster
     victim = h.followers()[0]
@@ -75,7 +80,8 @@ def test_one_full_disk_stops_that_node_and_loses_nothing(cluster: ClusterHandle)
     local = h.node_client(victim)
     for wid, version in (before | during).items():
         assert local.get_state(wid, consistency="serializable").version == version
-    assert converged(h, "during-099") and converged(h, "before-000")
+    wait_converged(h, "during-099")
+    wait_converged(h, "before-000")
     assert not list(h.cluster.specs[victim].node_data_dir.glob("corrupt-*"))  # full is not corrupt
 
 
@@ -103,4 +109,4 @@ def test_a_majority_of_full_disks_refuses_writes_and_loses_nothing_acknowledged(
             assert h.client.get_state(wid).version == 1  # an unacknowledged write applied at most once
         except CairnError as exc:
             assert exc.code == "NOT_FOUND"
-    assert converged(h, "before-019")
+    wait_converged(h, "before-019")
