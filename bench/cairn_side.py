@@ -21,6 +21,7 @@ from google.protobuf.struct_pb2 import Struct
 
 from bench.loadgen import Call
 from bench.signals import deferred
+from cairn.errors import status_code
 from cairn.v1 import state_pb2, state_pb2_grpc
 from cairn.wire import CURRENT_VERSION_KEY
 from cairn_server.local_cluster import LocalCluster, free_base_port
@@ -106,13 +107,8 @@ class StreamRefused(Exception):
     """A PersistStream answer that carries an error (what the unary call would have raised)."""
 
     def __init__(self, error: state_pb2.StreamError):
-        code = _code(error.code)
-        super().__init__(f"{code.name if code else error.code}: {error.message}")
+        super().__init__(f"{status_code(error.code).name}: {error.message}")
         self.error = error
-
-
-def _code(value: int) -> grpc.StatusCode | None:
-    return next((c for c in grpc.StatusCode if c.value[0] == value), None)
 
 
 class PersistStreamWriter:

@@ -102,6 +102,14 @@ _BY_STATUS = {
 }
 
 
+_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
+
+
+def status_code(value: int) -> grpc.StatusCode:
+    """The gRPC status for its number (as a stream's StreamError carries it); UNKNOWN for one gRPC lacks."""
+    return _BY_NUMBER.get(value, grpc.StatusCode.UNKNOWN)
+
+
 def from_rpc_error(err: grpc.RpcError) -> CairnError:
     metadata = dict(err.trailing_metadata() or ())
     version = metadata.get(CURRENT_VERSION_KEY)

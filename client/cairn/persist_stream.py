@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from .errors import CairnError, DeadlineExceededError, UnavailableError, error_for
+from .errors import CairnError, DeadlineExceededError, UnavailableError, error_for, status_code
 from .v1 import state_pb2, state_pb2_grpc
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class PersistStream:
                 if answer.WhichOneof("outcome") == "response":
                     return answer.response
                 error = answer.error
-                code = _status(error.code)
+                code = status_code(error.code)
                 failure = error_for(
                     code,
                     error.message,
@@ -161,9 +161,3 @@ class PersistStream:
         if connection is not None:
             connection.close()
 
-
-def _status(code: int) -> grpc.StatusCode:
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return status
-    return grpc.StatusCode.UNKNOWN

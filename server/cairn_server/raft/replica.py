@@ -246,9 +246,7 @@ class Replica(SyncObj):
             return None
         confirmed = self._reads.open()
         self._read_wanted = True
-        notifier = getattr(self, "_SyncObj__pipeNotifier", None)
-        if notifier is not None:
-            notifier.notify()  # wake the Raft thread to send the heartbeat now (else its next tick, <= 50 ms)
+        self._wake_raft_thread()  # to send the heartbeat now
         try:
             confirmed.result(timeout)
         except TimeoutError:
@@ -505,9 +503,13 @@ class Replica(SyncObj):
         """While a snapshot's checkpoint is taken, committed entries wait (Raft lets apply lag commit)."""
         self._applies_paused = paused
         if not paused:
-            notifier = getattr(self, "_SyncObj__pipeNotifier", None)
-            if notifier is not None:
-                notifier.notify()
+            self._wake_raft_thread()
+
+    def _wake_raft_thread(self) -> None:
+        """Have the Raft thread tick now rather than at its next tick (<= 50 ms)."""
+        notifier = getattr(self, "_SyncObj__pipeNotifier", None)
+        if notifier is not None:
+            notifier.notify()
 
     def _SyncObj__applyLogEntries(self):
         if self._applies_paused:
