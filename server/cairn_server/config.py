@@ -44,11 +44,51 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class EncryptionConfig:
+    """Encryption at rest: data keys wrapped by a key-encryption key (KEK) from a file or an environment variable."""
+
+    enabled: bool = False
+    key_file: str | None = None  # the KEK: 32 bytes, as base64 (or hex) text
+    key_env: str = "CAIRN_ENCRYPTION_KEY"  # read when key_file is not set
+
+    def __bool__(self) -> bool:  # `if config.state_storage.encryption:` reads as "is encryption on"
+        return self.enabled
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     type: str = "rocksdb"
     connection: str = "./data/node"
     durability: str = "fsync"
-    encryption: bool = False
+    encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS on the gRPC listener and for node-to-node calls; `None` in Config means plaintext."""
+
+    cert: str  # this node's certificate chain (PEM), served to clients and presented to peers
+    key: str  # its private key (PEM)
+    ca: str  # CA bundle (PEM) that client and peer certificates must chain to
+    client_auth: str = "none"  # none | request | require (mTLS)
+    reload_interval: float = 5.0  # how often the files are checked for a change (SIGHUP reloads at once)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Access control: identities from client certificates or bearer tokens, roles on workflow-id prefixes."""
+
+    enabled: bool = False
+    bootstrap_admin: str | None = None  # an identity name that is an admin before any binding exists
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The replicated, hash-chained audit log."""
+
+    enabled: bool = True
+    reads: bool = False  # also record reads (each read then costs a Raft entry, batched)
+    retention: float = 90 * 86400.0  # records older than this are pruned behind a hashed anchor
 
 
 @dataclass(frozen=True)
@@ -116,6 +156,9 @@ class Config:
     raft: RaftConfig = field(default_factory=RaftConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    tls: TlsConfig | None = None
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -284,6 +327,67 @@ def _compression(s: _Section) -> str:
     return value
 
 
+def _encryption(st: _Section) -> EncryptionConfig:
+    """`encryption: true|false` or `{enabled, key_file, key_env}`."""
+    raw = st.take("encryption", False)
+    if isinstance(raw, bool):
+        return EncryptionConfig(enabled=raw)
+    en = _Section(raw, st._name("encryption"))
+    out = EncryptionConfig(
+        enabled=en.boolean("enabled", False),
+        key_file=en.string("key_file"),
+        key_env=en.string("key_env", "CAIRN_ENCRYPTION_KEY"),
+    )
+    en.done()
+    return out
+
+
+def _existing_file(s: _Section, key: str, *, required: bool = True) -> str | None:
+    value = s.string(key, required=required)
+    if value is not None and not Path(value).is_file():
+        raise ConfigError(f"{s._name(key)}: no such file: {value}")
+    return value
+
+
+def _tls(top: _Section) -> TlsConfig | None:
+    if top.raw.get("tls") is None:
+        top.take("tls")
+        return None
+    t = top.section("tls")
+    tls = TlsConfig(
+        cert=_existing_file(t, "cert"),
+        key=_existing_file(t, "key"),
+        ca=_existing_file(t, "ca"),
+        client_auth=t.string("client_auth", "none", choices=("none", "request", "require")),
+        reload_interval=t.duration("reload_interval", 5.0, minimum=0.1),
+    )
+    t.done()
+    return tls
+
+
+def _auth(top: _Section) -> AuthConfig:
+    a = top.section("auth")
+    auth = AuthConfig(enabled=a.boolean("enabled", False), bootstrap_admin=a.string("bootstrap_admin"))
+    if auth.enabled and not auth.bootstrap_admin:
+        raise ConfigError(
+            "auth.bootstrap_admin: required when auth.enabled is true (the identity that may create the first "
+            "roles; otherwise nobody could)"
+        )
+    a.done()
+    return auth
+
+
+def _audit(top: _Section) -> AuditConfig:
+    a = top.section("audit")
+    audit = AuditConfig(
+        enabled=a.boolean("enabled", True),
+        reads=a.boolean("reads", False),
+        retention=a.duration("retention", 90 * 86400.0, minimum=1.0),
+    )
+    a.done()
+    return audit
+
+
 def parse_config(raw: Any, *, insecure: bool = False) -> Config:
     """Validate a parsed YAML document; `insecure` is the command line's --insecure."""
     top = _Section(_unwrap(raw), "")
@@ -302,15 +406,9 @@ def parse_config(raw: Any, *, insecure: bool = False) -> Config:
     storage_type = st.string("type", "rocksdb", choices=("rocksdb",))
     connection = st.string("connection", required=True)
     durability = st.string("durability", "fsync", choices=("fsync", "process"))
-    enc = st.take("encryption", False)
-    encryption = enc.get("enabled", False) if isinstance(enc, dict) else enc
-    if encryption is not False:
-        raise ConfigError(
-            "state_storage.encryption: encryption at rest is not available in this release; "
-            "set it to false (or {enabled: false})"
-        )
+    encryption = _encryption(st)
     st.done()
-    storage = StorageConfig(storage_type, connection, durability, False)
+    storage = StorageConfig(storage_type, connection, durability, encryption)
 
     cp = top.section("checkpointing")
     checkpointing = CheckpointingConfig(
@@ -387,8 +485,11 @@ def parse_config(raw: Any, *, insecure: bool = False) -> Config:
         request_timeout=lm.duration("request_timeout", 10.0, minimum=0.1),
     )
     lm.done()
+    tls, auth, audit = _tls(top), _auth(top), _audit(top)
     top.done()
-    return Config(cluster, storage, checkpointing, recovery, synchronization, raft, limits, execution)
+    return Config(
+        cluster, storage, checkpointing, recovery, synchronization, raft, limits, execution, tls, auth, audit
+    )
 
 
 def load_config(path: str | Path, *, insecure: bool = False) -> Config:

@@ -80,7 +80,12 @@ def test_seed_shape_parses() -> None:
         (base(synchronization={"conflict_resolution": "merge"}), "synchronization.conflict_resolution"),
         (base(state_storage={"durability": "sometimes"}), "state_storage.durability"),
         (base(state_storage={"type": "postgres"}), "state_storage.type"),
-        (base(state_storage={"encryption": {"enabled": True}}), "state_storage.encryption"),
+        (base(state_storage={"encryption": {"enabled": True, "cipher": "x"}}), "state_storage.encryption.cipher"),
+        (base(state_storage={"encryption": "yes"}), "state_storage.encryption: expected a mapping"),
+        (base(tls={"cert": "/nonexistent/c.pem"}), "tls.cert: no such file"),
+        (base(auth={"enabled": True}), "auth.bootstrap_admin: required"),
+        (base(auth={"enabled": "on"}), "auth.enabled"),
+        (base(audit={"retention": "forever"}), "audit.retention"),
         (base(limits={"max_state_bytes": "lots"}), "limits.max_state_bytes"),
         (base(limits={"history_limit": 0}), "limits.history_limit"),
         (base(raft={"heartbeat_interval": "1s", "election_timeout": "1s"}), "raft.heartbeat_interval"),
@@ -161,7 +166,7 @@ def test_the_specifications_example_loads_as_written(tmp_path: Path) -> None:
     path.write_text(SPEC_EXAMPLE)
     cfg = load_config(path)
     assert cfg.state_storage.type == "rocksdb" and cfg.state_storage.connection == "./data/state"
-    assert cfg.state_storage.encryption is False
+    assert not cfg.state_storage.encryption and cfg.state_storage.encryption.enabled is False
     assert cfg.checkpointing.enabled and cfg.checkpointing.interval == 300.0
     assert cfg.checkpointing.retention == 7 * 86400.0 and cfg.checkpointing.compression == "zlib"
     assert cfg.recovery.enabled and cfg.recovery.auto_recovery and cfg.recovery.max_recovery_time == 600.0
@@ -299,3 +304,29 @@ def test_conflict_resolution_modes() -> None:
 def test_new_keys_name_the_field(doc: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(doc)
+
+
+def test_security_sections(tmp_path: Path) -> None:
+    for name in ("c.pem", "k.pem", "ca.pem"):
+        (tmp_path / name).write_text("x")
+    cfg = parse_config(
+        base(
+            tls={
+                "cert": str(tmp_path / "c.pem"),
+                "key": str(tmp_path / "k.pem"),
+                "ca": str(tmp_path / "ca.pem"),
+                "client_auth": "require",
+            },
+            auth={"enabled": True, "bootstrap_admin": "admin"},
+            audit={"reads": True, "retention": "7d"},
+            state_storage={"connection": "/x", "encryption": {"enabled": True, "key_file": "/k"}},
+        )
+    )
+    assert cfg.tls is not None and cfg.tls.client_auth == "require" and cfg.tls.reload_interval == 5.0
+    assert cfg.auth.enabled and cfg.auth.bootstrap_admin == "admin"
+    assert cfg.audit.reads and cfg.audit.retention == 7 * 86400.0
+    assert cfg.state_storage.encryption.enabled and cfg.state_storage.encryption.key_file == "/k"
+    with pytest.raises(ConfigError, match="tls.client_auth: must be one of none, request, require"):
+        parse_config(base(tls={**{k: str(tmp_path / "c.pem") for k in ("cert", "key", "ca")}, "client_auth": "x"}))
+    defaults = parse_config(base())
+    assert defaults.tls is None and not defaults.auth.enabled and not defaults.state_storage.encryption
