@@ -865,6 +865,12 @@ def bench(
     console.print(table)
 
 
+from .cli_security import audit, auth  # noqa: E402 (registers after the shared options above exist)
+
+main.add_command(auth)
+main.add_command(audit)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

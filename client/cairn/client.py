@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 
 import grpc
 
+from .admin import AdminCalls
 from .errors import (
     CairnError,
     DeadlineExceededError,
@@ -41,15 +42,26 @@ from .types import (
     WorkflowState,
     WorkflowSummary,
 )
-from .v1 import cluster_pb2, cluster_pb2_grpc, state_pb2, state_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from .v1 import (
+    audit_pb2_grpc,
+    auth_pb2_grpc,
+    cluster_pb2,
+    cluster_pb2_grpc,
+    state_pb2,
+    state_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
 from .values import to_struct, to_value
 
 Consistency = Literal["linearizable", "serializable"]
-Service = Literal["state", "cluster", "workflow"]
+Service = Literal["state", "cluster", "workflow", "auth", "audit"]
 _STUBS = {
     "state": state_pb2_grpc.StateServiceStub,
     "cluster": cluster_pb2_grpc.ClusterServiceStub,
     "workflow": workflow_pb2_grpc.WorkflowServiceStub,
+    "auth": auth_pb2_grpc.AuthServiceStub,
+    "audit": audit_pb2_grpc.AuditServiceStub,
 }
 RUN_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "QUARANTINED", "CANCELLED")
 DEFAULT_ENDPOINTS = ("127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:50053")
@@ -88,7 +100,7 @@ def _expected(value: int | None) -> dict[str, int]:
     return {"expected_version": value}
 
 
-class Client:
+class Client(AdminCalls):
     """A connection to a Cairn cluster through any subset of its nodes."""
 
     def __init__(
@@ -125,6 +137,13 @@ class Client:
                 channel = open_channel(endpoint, self._credentials)
                 self._channels[endpoint] = channel
             return channel
+
+    def _stub(self, service: Service, endpoint: str) -> Any:
+        return _STUBS[service](self._channel(endpoint))
+
+    def _call_options(self) -> dict[str, Any]:
+        """Keyword arguments for a stub call made outside `_call` (streams)."""
+        return {}
 
     def _order(self) -> list[str]:
         with self._lock:

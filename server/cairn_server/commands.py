@@ -23,6 +23,8 @@ def policy(config: Config) -> command_pb2.Policy:
         checkpoint_every_versions=cp.every_versions,
         checkpoints_enabled=cp.enabled,
         auto_recovery=rc.auto_recovery,
+        audit_enabled=config.audit.enabled,
+        audit_retention_ns=int(config.audit.retention * _NS),
     )
 
 

@@ -60,6 +60,18 @@ class DeadlineExceeded(CairnError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class Unauthenticated(CairnError):
+    """No identity, or a bad one (token revoked or expired, a forged forwarding claim)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(CairnError):
+    """The caller is known but no role grants the operation on this workflow."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 _BY_CODE = {
     cls.code.value[0]: cls
     for cls in (
@@ -72,6 +84,8 @@ _BY_CODE = {
         DataLoss,
         Unavailable,
         DeadlineExceeded,
+        Unauthenticated,
+        PermissionDenied,
     )
 }
 

@@ -50,7 +50,9 @@ class Forwarder:
         context: grpc.ServicerContext,
         leader_grpc: str | None,
         stub: Callable[[grpc.Channel], Any] = state_pb2_grpc.StateServiceStub,
+        metadata: tuple[tuple[str, str], ...] = (),
     ):
+        """`metadata`: sent along (the caller's signed identity, auth/identity.py)."""
         if leader_grpc is None:
             raise Unavailable("this node is not the leader and no leader is known (election in progress?)")
         if self.was_forwarded(context):
@@ -60,7 +62,7 @@ class Forwarder:
         no_deadline = remaining is None or remaining > _NO_DEADLINE
         timeout = self._default_timeout if no_deadline else max(0.001, remaining - _MARGIN)
         call = getattr(stub(self.channel(leader_grpc)), method).future(
-            request, timeout=timeout, metadata=((FORWARDED_KEY, "1"),)
+            request, timeout=timeout, metadata=((FORWARDED_KEY, "1"), *metadata)
         )
         # A caller that goes away (a killed worker's long poll) cancels the forwarded call too, so the leader
         # stops waiting on its behalf instead of claiming work for nobody.

@@ -15,10 +15,26 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cairn.v1 import cluster_pb2, cluster_pb2_grpc, state_pb2, state_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from cairn.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    cluster_pb2,
+    cluster_pb2_grpc,
+    state_pb2,
+    state_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
 from cairn_server.internal import command_pb2, command_pb2_grpc
 
 from . import engine
+from .audit.chain import AuditLog
+from .audit.reads import ReadAuditor
+from .auth.identity import Caller, Claims, audit_identity
+from .auth.interceptor import AuthInterceptor, Authorizer
+from .auth.store import AuthStore
 from .config import Config
 from .engine.dispatch import Dispatcher
 from .engine.scheduler import Scheduler
@@ -30,6 +46,8 @@ from .raft.group_commit import MAX_GROUP_BYTES
 from .raft.journal import RocksJournal
 from .raft.replica import Replica, role_name
 from .raft.snapshot import Snapshots
+from .rpc.audit_service import AuditService
+from .rpc.auth_service import AuthService
 from .rpc.cluster_service import ClusterService
 from .rpc.decoding import DecodeErrorsAreInvalidArgument
 from .rpc.reads import Reader
@@ -45,6 +63,8 @@ SERVICE_NAMES = (
     state_pb2.DESCRIPTOR.services_by_name["StateService"].full_name,
     cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
     workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
 UNSAFE_LOCAL_READS_ENV = "CAIRN_TEST_ONLY_UNSAFE_LOCAL_READS"
 
@@ -74,6 +94,12 @@ class Node:
         self.store = opened.store
         self.machine = StateMachine(self.store, on_fatal=self._fatal)
         renewals = engine.install(self.machine)
+        self.auth_store = AuthStore(self.machine, config.auth.bootstrap_admin)
+        self.auth_store.install()
+        claims = Claims(cluster.secret)
+        self.authorizer = Authorizer(self.auth_store, claims, config.auth.enabled)
+        self.audit = AuditLog(self.machine)
+        self.audit.install()
         self.dispatcher = Dispatcher(self.machine)
         # Before the replica: its role callback (leadership -> the scheduler's grace clock) may fire at once.
         self.scheduler = Scheduler(
@@ -103,6 +129,9 @@ class Node:
             rejoining=opened.rejoining,
             on_rejoined=lambda: clear_rejoining(data_dir),
         )
+        self.read_auditor = (
+            ReadAuditor(self.replica.propose_async) if config.audit.enabled and config.audit.reads else None
+        )
         self.barrier = ReadBarrier(self.replica, retry_after=max(0.2, config.raft.election_timeout / 2))
         self.forwarder = Forwarder(config.limits.request_timeout)
         self.membership = Membership(cluster, self.replica)
@@ -112,6 +141,7 @@ class Node:
             forwarder=self.forwarder,
             membership=self.membership,
             config=config,
+            claims=claims,
         )
         reader = Reader(
             machine=self.machine,
@@ -125,7 +155,11 @@ class Node:
         self.server = grpc.server(
             # Long polls (PollWork) hold a thread each while they wait.
             futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="grpc"),
-            interceptors=[DecodeErrorsAreInvalidArgument()],
+            # Decoding first: an undecodable request is INVALID_ARGUMENT before anything reads its fields.
+            interceptors=[
+                DecodeErrorsAreInvalidArgument(),
+                AuthInterceptor(self.authorizer, self._audit_read if self.read_auditor else None),
+            ],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -138,6 +172,7 @@ class Node:
             membership=self.membership,
             config=config,
             peer_stub=self.node_stub,
+            authorizer=self.authorizer,
         )
         workflow_service = WorkflowService(
             machine=self.machine,
@@ -146,6 +181,7 @@ class Node:
             membership=self.membership,
             dispatcher=self.dispatcher,
             config=config,
+            authorizer=self.authorizer,
         )
         state_pb2_grpc.add_StateServiceServicer_to_server(state_service, self.server)
         workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(workflow_service, self.server)
@@ -159,6 +195,10 @@ class Node:
             started_at=self.started_at,
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(cluster_service, self.server)
+        auth_service = AuthService(writer=writer, authorizer=self.authorizer, membership=self.membership)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(auth_service, self.server)
+        audit_service = AuditService(machine=self.machine, audit=self.audit, membership=self.membership, config=config)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(audit_service, self.server)
         node_service = NodeService(machine=self.machine, membership=self.membership)
         command_pb2_grpc.add_NodeServiceServicer_to_server(node_service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -178,9 +218,16 @@ class Node:
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
+    def _audit_read(self, caller: Caller, method: str, request: object, code: int) -> None:
+        assert self.read_auditor is not None
+        workflow_id = getattr(request, "workflow_id", "") or getattr(request, "prefix", "")
+        self.read_auditor.record(audit_identity(caller), "read." + method.rsplit("/", 1)[-1], workflow_id, code)
+
     def start(self) -> None:
         self.server.start()
         self.scheduler.start()
+        if self.read_auditor is not None:
+            self.read_auditor.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -198,6 +245,8 @@ class Node:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait(grace + 1)
         self.scheduler.stop()
+        if self.read_auditor is not None:
+            self.read_auditor.stop()
         self.replica.stop()
         self.journal.flush()
         self.forwarder.close()

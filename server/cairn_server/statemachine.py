@@ -42,6 +42,7 @@ _EMPTY_STATE = state_pb2.WorkflowState()
 Handler = Callable[[command_pb2.Command, Batch, int], command_pb2.ApplyResult]
 # Called after a new version of a workflow is written, in the same batch (periodic checkpoints).
 ChangeHook = Callable[[command_pb2.Command, Batch, state_pb2.WorkflowState], None]
+ExecutedHook = Callable[[command_pb2.Command, command_pb2.ApplyResult, Batch, int], None]
 
 
 def ts(ns: int) -> timestamp_pb2.Timestamp:
@@ -89,6 +90,9 @@ class StateMachine:
         self._delete_hooks: list[Callable[[Batch, str], None]] = []
         self._checkpoint_hooks: list[Callable[[Batch, str], None]] = []
         self._committed_hooks: list[Callable[[], None]] = []
+        self._reset_hooks: list[Callable[[], None]] = []
+        self._executed_hooks: list[ExecutedHook] = []
+        self._written_hooks: list[Callable[[Batch], None]] = []
 
     def register(self, op: str, handler: Handler) -> None:
         """The one place a replicated operation is wired: `op` is its name in Command's oneof."""
@@ -104,6 +108,19 @@ class StateMachine:
     def on_committed(self, hook: Callable[[], None]) -> None:
         """Called after each applied entry is durable in the store (wake whoever waits for its effects)."""
         self._committed_hooks.append(hook)
+
+    def on_executed(self, hook: ExecutedHook) -> None:
+        """Called after each command's handler ran (not for a retry answered from its dedup record), with its
+        result, in the same batch: the audit log appends its record there."""
+        self._executed_hooks.append(hook)
+
+    def on_written(self, hook: Callable[[Batch], None]) -> None:
+        """Called with the batch that was just written (an entry's effects are durable in the store)."""
+        self._written_hooks.append(hook)
+
+    def on_reset(self, hook: Callable[[], None]) -> None:
+        """Called after a snapshot install replaced the state wholesale (reload anything cached from it)."""
+        self._reset_hooks.append(hook)
 
     def on_delete(self, hook: Callable[[Batch, str], None]) -> None:
         """Called when a workflow is deleted, to drop the records other modules keep for it."""
@@ -127,6 +144,8 @@ class StateMachine:
 
     def reset_applied(self, index: int) -> None:
         """After a snapshot install replaced the state wholesale."""
+        for hook in self._reset_hooks:
+            hook()
         self._advance(index)
 
     def wait_applied(self, index: int, timeout: float) -> bool:
@@ -212,6 +231,8 @@ class StateMachine:
         except Exception as exc:
             # The disk refused a write: continuing would leave this replica silently behind.
             self._on_fatal(f"RocksDB write failed at index {index} ({exc})", 75)
+        for written in self._written_hooks:
+            written(batch)
         self._advance(index)
         for hook in self._committed_hooks:
             hook()
@@ -300,7 +321,10 @@ class StateMachine:
         handler = self._handlers.get(op or "")
         if handler is None:
             return reject(INVALID_ARGUMENT, f"unknown command {op!r}")
-        return handler(cmd, batch, index)
+        result = handler(cmd, batch, index)
+        for hook in self._executed_hooks:
+            hook(cmd, result, batch, index)
+        return result
 
     # ---- the operations ------------------------------------------------------------------------
 
@@ -525,9 +549,14 @@ class StateMachine:
             state_pb2.StateChange.FromString(v) for _, v in self.store.scan("history", workflow_prefix(workflow_id))
         ]
 
-    def list_workflows(self, prefix: str, limit: int, after: str) -> tuple[list[state_pb2.WorkflowState], str]:
+    def list_workflows(
+        self, prefix: str, limit: int, after: str, keep: Callable[[str], bool] | None = None
+    ) -> tuple[list[state_pb2.WorkflowState], str]:
+        """A page of workflows; `keep(workflow_id)` leaves out the ones the caller may not see."""
         out: list[state_pb2.WorkflowState] = []
         for state in self.iter_workflows(prefix, after):
+            if keep is not None and not keep(state.workflow_id):
+                continue
             if len(out) == limit:
                 return out, out[-1].workflow_id
             out.append(state)

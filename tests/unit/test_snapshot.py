@@ -181,6 +181,8 @@ def test_a_file_written_by_format1_code_restores_into_the_same_column_families(t
         "lease_due": [],
         "cp_sched": [],
         "cp_due": [],
+        "auth": [],
+        "audit": [],
     }
 
     w1, w2 = machine.get_state("w1"), machine.get_state("w2")

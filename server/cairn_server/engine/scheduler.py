@@ -28,6 +28,7 @@ from collections.abc import Callable
 from cairn_server.internal import command_pb2
 
 from .. import clock, workflow
+from ..auth.identity import SCHEDULER
 from ..commands import new_command
 from ..config import Config
 from ..statemachine import StateMachine
@@ -145,6 +146,7 @@ class Scheduler:
             self._end("expire")(None, 0)
             return
         cmd = new_command(self._config, now)
+        cmd.identity = SCHEDULER
         cmd.expire_leases.CopyFrom(op)
         self.expired += len(op.leases)
         self._propose(cmd.SerializeToString(), self._end("expire"))
@@ -168,6 +170,7 @@ class Scheduler:
             self._end("checkpoint")(None, 0)
             return
         cmd = new_command(self._config, now)
+        cmd.identity = SCHEDULER
         op = cmd.periodic_checkpoints
         op.compress = cp.compression == "zlib"
         op.retain_after_ns = now - int(cp.retention * 1e9)

@@ -1,4 +1,5 @@
 from google.protobuf import struct_pb2 as _struct_pb2
+from cairn.v1 import auth_pb2 as _auth_pb2
 from cairn.v1 import state_pb2 as _state_pb2
 from cairn.v1 import workflow_pb2 as _workflow_pb2
 from google.protobuf.internal import containers as _containers
@@ -10,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Command(_message.Message):
-    __slots__ = ("request_id", "body_hash", "time_ns", "dedup_expires_ns", "history_limit", "checkpoint_limit", "policy", "require_expected_version", "persist", "delete", "checkpoint", "recover", "barrier", "start_run", "claim_run", "heartbeat", "record_step", "complete_run", "fail_run", "cancel_run", "release_run", "expire_leases", "periodic_checkpoints", "group")
+    __slots__ = ("request_id", "body_hash", "time_ns", "dedup_expires_ns", "history_limit", "checkpoint_limit", "policy", "require_expected_version", "identity", "persist", "delete", "checkpoint", "recover", "barrier", "start_run", "claim_run", "heartbeat", "record_step", "complete_run", "fail_run", "cancel_run", "release_run", "expire_leases", "periodic_checkpoints", "group", "auth", "audit_reads")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     BODY_HASH_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +20,7 @@ class Command(_message.Message):
     CHECKPOINT_LIMIT_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
     PERSIST_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +37,8 @@ class Command(_message.Message):
     EXPIRE_LEASES_FIELD_NUMBER: _ClassVar[int]
     PERIODIC_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_READS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     body_hash: bytes
     time_ns: int
@@ -43,6 +47,7 @@ class Command(_message.Message):
     checkpoint_limit: int
     policy: Policy
     require_expected_version: bool
+    identity: str
     persist: PersistOp
     delete: DeleteOp
     checkpoint: CheckpointOp
@@ -59,7 +64,9 @@ class Command(_message.Message):
     expire_leases: ExpireLeasesOp
     periodic_checkpoints: PeriodicCheckpointsOp
     group: CommandGroup
-    def __init__(self, request_id: _Optional[str] = ..., body_hash: _Optional[bytes] = ..., time_ns: _Optional[int] = ..., dedup_expires_ns: _Optional[int] = ..., history_limit: _Optional[int] = ..., checkpoint_limit: _Optional[int] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., require_expected_version: _Optional[bool] = ..., persist: _Optional[_Union[PersistOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointOp, _Mapping]] = ..., recover: _Optional[_Union[RecoverOp, _Mapping]] = ..., barrier: _Optional[_Union[BarrierOp, _Mapping]] = ..., start_run: _Optional[_Union[StartRunOp, _Mapping]] = ..., claim_run: _Optional[_Union[ClaimRunOp, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatOp, _Mapping]] = ..., record_step: _Optional[_Union[RecordStepOp, _Mapping]] = ..., complete_run: _Optional[_Union[CompleteRunOp, _Mapping]] = ..., fail_run: _Optional[_Union[FailRunOp, _Mapping]] = ..., cancel_run: _Optional[_Union[CancelRunOp, _Mapping]] = ..., release_run: _Optional[_Union[ReleaseRunOp, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesOp, _Mapping]] = ..., periodic_checkpoints: _Optional[_Union[PeriodicCheckpointsOp, _Mapping]] = ..., group: _Optional[_Union[CommandGroup, _Mapping]] = ...) -> None: ...
+    auth: AuthOp
+    audit_reads: AuditReadsOp
+    def __init__(self, request_id: _Optional[str] = ..., body_hash: _Optional[bytes] = ..., time_ns: _Optional[int] = ..., dedup_expires_ns: _Optional[int] = ..., history_limit: _Optional[int] = ..., checkpoint_limit: _Optional[int] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., require_expected_version: _Optional[bool] = ..., identity: _Optional[str] = ..., persist: _Optional[_Union[PersistOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointOp, _Mapping]] = ..., recover: _Optional[_Union[RecoverOp, _Mapping]] = ..., barrier: _Optional[_Union[BarrierOp, _Mapping]] = ..., start_run: _Optional[_Union[StartRunOp, _Mapping]] = ..., claim_run: _Optional[_Union[ClaimRunOp, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatOp, _Mapping]] = ..., record_step: _Optional[_Union[RecordStepOp, _Mapping]] = ..., complete_run: _Optional[_Union[CompleteRunOp, _Mapping]] = ..., fail_run: _Optional[_Union[FailRunOp, _Mapping]] = ..., cancel_run: _Optional[_Union[CancelRunOp, _Mapping]] = ..., release_run: _Optional[_Union[ReleaseRunOp, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesOp, _Mapping]] = ..., periodic_checkpoints: _Optional[_Union[PeriodicCheckpointsOp, _Mapping]] = ..., group: _Optional[_Union[CommandGroup, _Mapping]] = ..., auth: _Optional[_Union[AuthOp, _Mapping]] = ..., audit_reads: _Optional[_Union[AuditReadsOp, _Mapping]] = ...) -> None: ...
 
 class CommandGroup(_message.Message):
     __slots__ = ("commands",)
@@ -68,7 +75,7 @@ class CommandGroup(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[Command, _Mapping]]] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("max_attempts", "retry_backoff_ns", "max_retry_backoff_ns", "checkpoint_interval_ns", "checkpoint_every_versions", "checkpoints_enabled", "auto_recovery")
+    __slots__ = ("max_attempts", "retry_backoff_ns", "max_retry_backoff_ns", "checkpoint_interval_ns", "checkpoint_every_versions", "checkpoints_enabled", "auto_recovery", "audit_enabled", "audit_retention_ns")
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     RETRY_BACKOFF_NS_FIELD_NUMBER: _ClassVar[int]
     MAX_RETRY_BACKOFF_NS_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +83,8 @@ class Policy(_message.Message):
     CHECKPOINT_EVERY_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINTS_ENABLED_FIELD_NUMBER: _ClassVar[int]
     AUTO_RECOVERY_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_RETENTION_NS_FIELD_NUMBER: _ClassVar[int]
     max_attempts: int
     retry_backoff_ns: int
     max_retry_backoff_ns: int
@@ -83,7 +92,79 @@ class Policy(_message.Message):
     checkpoint_every_versions: int
     checkpoints_enabled: bool
     auto_recovery: bool
-    def __init__(self, max_attempts: _Optional[int] = ..., retry_backoff_ns: _Optional[int] = ..., max_retry_backoff_ns: _Optional[int] = ..., checkpoint_interval_ns: _Optional[int] = ..., checkpoint_every_versions: _Optional[int] = ..., checkpoints_enabled: _Optional[bool] = ..., auto_recovery: _Optional[bool] = ...) -> None: ...
+    audit_enabled: bool
+    audit_retention_ns: int
+    def __init__(self, max_attempts: _Optional[int] = ..., retry_backoff_ns: _Optional[int] = ..., max_retry_backoff_ns: _Optional[int] = ..., checkpoint_interval_ns: _Optional[int] = ..., checkpoint_every_versions: _Optional[int] = ..., checkpoints_enabled: _Optional[bool] = ..., auto_recovery: _Optional[bool] = ..., audit_enabled: _Optional[bool] = ..., audit_retention_ns: _Optional[int] = ...) -> None: ...
+
+class AuthOp(_message.Message):
+    __slots__ = ("put_role", "delete_role", "bind", "unbind", "create_token", "revoke_token")
+    PUT_ROLE_FIELD_NUMBER: _ClassVar[int]
+    DELETE_ROLE_FIELD_NUMBER: _ClassVar[int]
+    BIND_FIELD_NUMBER: _ClassVar[int]
+    UNBIND_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    put_role: _auth_pb2.Role
+    delete_role: str
+    bind: AuthBindingChange
+    unbind: AuthBindingChange
+    create_token: StoredToken
+    revoke_token: str
+    def __init__(self, put_role: _Optional[_Union[_auth_pb2.Role, _Mapping]] = ..., delete_role: _Optional[str] = ..., bind: _Optional[_Union[AuthBindingChange, _Mapping]] = ..., unbind: _Optional[_Union[AuthBindingChange, _Mapping]] = ..., create_token: _Optional[_Union[StoredToken, _Mapping]] = ..., revoke_token: _Optional[str] = ...) -> None: ...
+
+class AuthBindingChange(_message.Message):
+    __slots__ = ("identity", "role")
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    identity: str
+    role: str
+    def __init__(self, identity: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class StoredToken(_message.Message):
+    __slots__ = ("token_id", "identity", "salt", "hash", "created_ns", "expires_ns")
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    SALT_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    CREATED_NS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_NS_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    identity: str
+    salt: bytes
+    hash: bytes
+    created_ns: int
+    expires_ns: int
+    def __init__(self, token_id: _Optional[str] = ..., identity: _Optional[str] = ..., salt: _Optional[bytes] = ..., hash: _Optional[bytes] = ..., created_ns: _Optional[int] = ..., expires_ns: _Optional[int] = ...) -> None: ...
+
+class AuditReadsOp(_message.Message):
+    __slots__ = ("reads",)
+    READS_FIELD_NUMBER: _ClassVar[int]
+    reads: _containers.RepeatedCompositeFieldContainer[ReadAccess]
+    def __init__(self, reads: _Optional[_Iterable[_Union[ReadAccess, _Mapping]]] = ...) -> None: ...
+
+class ReadAccess(_message.Message):
+    __slots__ = ("identity", "operation", "workflow_id", "time_ns", "code")
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    identity: str
+    operation: str
+    workflow_id: str
+    time_ns: int
+    code: int
+    def __init__(self, identity: _Optional[str] = ..., operation: _Optional[str] = ..., workflow_id: _Optional[str] = ..., time_ns: _Optional[int] = ..., code: _Optional[int] = ...) -> None: ...
+
+class AuditAnchor(_message.Message):
+    __slots__ = ("first_seq", "prev_hash", "pruned")
+    FIRST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    PREV_HASH_FIELD_NUMBER: _ClassVar[int]
+    PRUNED_FIELD_NUMBER: _ClassVar[int]
+    first_seq: int
+    prev_hash: bytes
+    pruned: int
+    def __init__(self, first_seq: _Optional[int] = ..., prev_hash: _Optional[bytes] = ..., pruned: _Optional[int] = ...) -> None: ...
 
 class PersistOp(_message.Message):
     __slots__ = ("workflow_id", "current_step", "variables", "labels", "expected_version")

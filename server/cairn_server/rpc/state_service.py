@@ -16,6 +16,9 @@ from cairn.v1 import state_pb2, state_pb2_grpc
 from cairn_server.internal import command_pb2, command_pb2_grpc
 
 from .. import workflow
+from ..auth import identity
+from ..auth.interceptor import Authorizer
+from ..auth.model import READ, WRITE
 from ..config import Config
 from ..errors import (
     DataLoss,
@@ -48,7 +51,9 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         membership: Membership,
         config: Config,
         peer_stub: Callable[[str], command_pb2_grpc.NodeServiceStub],
+        authorizer: Authorizer,
     ):
+        self.authorizer = authorizer
         self.machine = machine
         self.writer = writer
         self.reader = reader
@@ -58,6 +63,11 @@ class StateService(state_pb2_grpc.StateServiceServicer):
 
     def leader_grpc(self, raft_address: str | None) -> str | None:
         return self.membership.leader_grpc(raft_address)
+
+    @property
+    def _node(self) -> identity.Caller:
+        """This node, calling a peer for itself."""
+        return identity.Caller(f"cairn:node:{self.config.cluster.node_id}", "node")
 
     # ---- shared plumbing -----------------------------------------------------------------------
 
@@ -128,12 +138,13 @@ class StateService(state_pb2_grpc.StateServiceServicer):
     def PersistStream(self, requests, context):
         """PersistState, many at a time over one stream: see `ordered_stream`."""
         timeout = self.config.limits.request_timeout
+        caller = identity.current()  # the stream's requests are started on another thread
         return serve_ordered(
-            requests, context, lambda item: self._stream_start(item, timeout), max_in_flight=_STREAM_IN_FLIGHT
+            requests, context, lambda item: self._stream_start(item, timeout, caller), max_in_flight=_STREAM_IN_FLIGHT
         )
 
     def _stream_start(
-        self, item: state_pb2.PersistStreamRequest, timeout: float
+        self, item: state_pb2.PersistStreamRequest, timeout: float, caller: identity.Caller
     ) -> Callable[[], state_pb2.PersistStreamResponse]:
         sequence = item.sequence
 
@@ -143,6 +154,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
 
         try:
             request = item.persist
+            self.authorizer.require(caller, WRITE, request.workflow_id)
             workflow.validate_request_id(request.request_id)
             build = self._persist_build(request)
             if not self.writer.replica.is_leader():
@@ -150,7 +162,7 @@ class StateService(state_pb2_grpc.StateServiceServicer):
                     "this node is not the leader: open the stream to the leader",
                     leader=self.writer.replica.leader_address(),
                 )
-            ticket = self.writer.start("PersistState", request, build)
+            ticket = self.writer.start("PersistState", request, build, caller=caller)
         except Exception as exc:
             return failed(exc)
 
@@ -262,7 +274,13 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         if request.page_token:
             workflow.validate_workflow_id(request.page_token, "page_token")
         self.reader.prepare(request.read, context)
-        states, token = self.machine.list_workflows(request.prefix, request.limit or 100, request.page_token)
+        caller = identity.current()
+        states, token = self.machine.list_workflows(
+            request.prefix,
+            request.limit or 100,
+            request.page_token,
+            keep=lambda workflow_id: self.authorizer.may(caller, READ, workflow_id),
+        )
         return state_pb2.ListWorkflowsResponse(
             workflows=[
                 state_pb2.WorkflowSummary(
@@ -373,7 +391,10 @@ class StateService(state_pb2_grpc.StateServiceServicer):
         request = command_pb2.WorkflowDigestRequest(workflow_id=workflow_id, min_index=index)
         for peer in self.config.cluster.peers:
             try:
-                reply = self.peer_stub(peer.grpc_address).WorkflowDigest(request, timeout=_REPLICA_TIMEOUT)
+                claim = self.writer.claims.sign("WorkflowDigest", self._node, request)
+                reply = self.peer_stub(peer.grpc_address).WorkflowDigest(
+                    request, timeout=_REPLICA_TIMEOUT, metadata=claim
+                )
             except grpc.RpcError as err:
                 out.append(state_pb2.ReplicaDigest(node_id=peer.node_id, reachable=False, error=err.details() or ""))
                 continue

@@ -16,6 +16,9 @@ from cairn.v1 import state_pb2, workflow_pb2, workflow_pb2_grpc
 from cairn_server.internal import command_pb2
 
 from .. import clock, workflow
+from ..auth import identity
+from ..auth.interceptor import Authorizer
+from ..auth.model import READ, WORK
 from ..config import Config
 from ..engine.dispatch import Dispatcher
 from ..engine.leases import get_lease
@@ -52,7 +55,9 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
         membership: Membership,
         dispatcher: Dispatcher,
         config: Config,
+        authorizer: Authorizer,
     ):
+        self.authorizer = authorizer
         self.machine = machine
         self.writer = writer
         self.reader = reader
@@ -142,8 +147,9 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
         limit = request.limit or 100
         runs: list[workflow_pb2.RunSummary] = []
         token = ""
+        caller = identity.current()
         for state in self.machine.iter_workflows(request.prefix, request.page_token):
-            if not state.HasField("run"):
+            if not state.HasField("run") or not self.authorizer.may(caller, READ, state.workflow_id):
                 continue
             if request.status and state.run.status != request.status:
                 continue
@@ -226,6 +232,7 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
         deadline = time.monotonic() + budget
         lease_ns = request.lease_timeout_ms * 1_000_000
         missed: set[str] = set()
+        caller = identity.current()
         context.add_callback(self.dispatcher.wake)  # a caller that goes away ends its wait at once
         while True:
             if not context.is_active():
@@ -235,6 +242,9 @@ class WorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
                 raise Unavailable("leadership moved while the poll waited; poll again", leader=None)
             seen = self.dispatcher.generation
             with self.dispatcher.candidate(types, clock.now_ns(), missed) as workflow_id:
+                if workflow_id is not None and not self.authorizer.may(caller, WORK, workflow_id):
+                    missed.add(workflow_id)  # a run outside the worker's namespaces: leave it to others
+                    continue
                 if workflow_id is not None:
                     task = self._claim(request, context, workflow_id, lease_ns)
                     if task is not None:

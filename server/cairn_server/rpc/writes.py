@@ -14,6 +14,7 @@ from cairn.v1 import state_pb2_grpc
 from cairn_server.internal import command_pb2
 
 from .. import clock, workflow
+from ..auth.identity import Caller, Claims, audit_identity, current
 from ..commands import new_command
 from ..config import Config
 from ..errors import ResourceExhausted, error_for_code
@@ -31,9 +32,17 @@ REQUEST_OVERHEAD = 64 * 1024  # a command beyond its state: ids, stamps, policy
 
 class Writer:
     def __init__(
-        self, *, machine: StateMachine, replica: Replica, forwarder: Forwarder, membership: Membership, config: Config
+        self,
+        *,
+        machine: StateMachine,
+        replica: Replica,
+        forwarder: Forwarder,
+        membership: Membership,
+        config: Config,
+        claims: Claims | None = None,
     ):
         self.machine = machine
+        self.claims = claims or Claims(config.cluster.secret)
         self.replica = replica
         self.forwarder = forwarder
         self.membership = membership
@@ -64,8 +73,10 @@ class Writer:
         return respond(self.propose(method, request, context, build, timeout=timeout, dedup=dedup))
 
     def forward(self, method: str, request: Any, context: grpc.ServicerContext, stub: Callable[[grpc.Channel], Any]):
-        """On a follower: the leader's answer to the unchanged request (deadline kept)."""
-        return self.forwarder.forward(method, request, context, self.membership.leader_grpc(), stub)
+        """On a follower: the leader's answer to the unchanged request (deadline kept), with the caller's identity
+        signed so that the leader checks the caller's rights again."""
+        claim = self.claims.sign(method, current(), request)
+        return self.forwarder.forward(method, request, context, self.membership.leader_grpc(), stub, claim)
 
     def recorded(self, method: str, request: Any) -> command_pb2.ApplyResult | None:
         """The recorded result of this request id and body, when it was applied already (a retry)."""
@@ -92,9 +103,12 @@ class Writer:
         ticket = self.start(method, request, build, dedup=dedup)
         return self.finish(ticket, self.timeout(context) if timeout is None else timeout)
 
-    def start(self, method: str, request: Any, build: Build, *, dedup: bool = True) -> Ticket:
+    def start(
+        self, method: str, request: Any, build: Build, *, dedup: bool = True, caller: Caller | None = None
+    ) -> Ticket:
         """Stamp and build the command and set it going without waiting (`finish` waits): a retry of an
-        applied request is answered from its dedup record, a groupable write joins the next group."""
+        applied request is answered from its dedup record, a groupable write joins the next group.
+        `caller`: who asked (default: the caller of the RPC this thread serves)."""
         now = clock.now_ns()
         cmd = new_command(
             self.config,
@@ -102,6 +116,7 @@ class Writer:
             request_id=(request.request_id or f"srv-{secrets.token_hex(12)}") if dedup else "",
             body_hash=workflow.body_hash(method, request) if dedup else b"",
         )
+        cmd.identity = audit_identity(caller or current())
         build(cmd, now)
         payload = cmd.SerializeToString()
         if len(payload) > self.config.limits.max_state_bytes + REQUEST_OVERHEAD:

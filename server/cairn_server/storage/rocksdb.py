@@ -5,7 +5,8 @@ State machine:  state (workflow id -> WorkflowState), history (id + version -> S
                 dedup_exp (expiry + request id), meta (applied index),
                 run_queue (pending workflow runs by type and ready time), lease (workflow id -> lease),
                 lease_due (lease expiry index), cp_sched (workflow id -> next periodic checkpoint time),
-                cp_due (periodic checkpoint due-time index).
+                cp_due (periodic checkpoint due-time index), auth (roles, bindings, token hashes),
+                audit (seq -> AuditRecord, the hash-chained audit log).
 Raft journal:   raftlog (index -> term + command), raftmeta (term, vote, commit index).
 
 One WriteBatch is atomic across column families, which is what lets an apply write its effects,
@@ -43,6 +44,8 @@ STATE_CFS = (
     "lease_due",
     "cp_sched",
     "cp_due",
+    "auth",
+    "audit",
 )
 RAFT_CFS = ("raftlog", "raftmeta")
 
@@ -64,6 +67,8 @@ SNAPSHOT_CF_IDS: dict[str, int] = {
     "lease_due": 8,
     "cp_sched": 9,
     "cp_due": 10,
+    "auth": 11,
+    "audit": 12,
 }
 if set(SNAPSHOT_CF_IDS) != set(STATE_CFS) or len(set(SNAPSHOT_CF_IDS.values())) != len(SNAPSHOT_CF_IDS):
     raise RuntimeError("every state column family needs its own snapshot id in SNAPSHOT_CF_IDS")
