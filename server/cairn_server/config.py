@@ -486,6 +486,15 @@ def parse_config(raw: Any, *, insecure: bool = False) -> Config:
     )
     lm.done()
     tls, auth, audit = _tls(top), _auth(top), _audit(top)
+    if auth.enabled and tls is None:
+        raise ConfigError(
+            "auth.enabled: needs a tls section (identities come from client certificates, and a bearer token "
+            "must not cross the network in plain text)"
+        )
+    if auth.enabled and cluster.peers and not cluster.secret:
+        raise ConfigError(
+            "auth.enabled: needs cluster.secret (followers sign the caller's identity with it when they forward)"
+        )
     top.done()
     return Config(
         cluster, storage, checkpointing, recovery, synchronization, raft, limits, execution, tls, auth, audit

@@ -84,6 +84,7 @@ def test_seed_shape_parses() -> None:
         (base(state_storage={"encryption": "yes"}), "state_storage.encryption: expected a mapping"),
         (base(tls={"cert": "/nonexistent/c.pem"}), "tls.cert: no such file"),
         (base(auth={"enabled": True}), "auth.bootstrap_admin: required"),
+        (base(auth={"enabled": True, "bootstrap_admin": "admin"}), "auth.enabled: needs a tls section"),
         (base(auth={"enabled": "on"}), "auth.enabled"),
         (base(audit={"retention": "forever"}), "audit.retention"),
         (base(limits={"max_state_bytes": "lots"}), "limits.max_state_bytes"),

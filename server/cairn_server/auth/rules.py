@@ -77,5 +77,6 @@ RULES: dict[str, Rule] = {
     "/cairn.internal.NodeService/WorkflowDigest": Rule(NODE),
     "/grpc.health.v1.Health/Check": Rule(OPEN),
     "/grpc.health.v1.Health/Watch": Rule(OPEN),
+    "/grpc.health.v1.Health/List": Rule(OPEN),
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Rule(OPEN),
 }
