@@ -12,6 +12,7 @@ import pytest
 
 from cairn_server.config import EncryptionConfig
 from cairn_server.internal import command_pb2, snapshot_pb2
+from cairn_server.raft import snapshot as snapshot_module
 from cairn_server.raft.journal import RocksJournal
 from cairn_server.raft.snapshot import SnapshotError, Snapshots, read_snapshot_file, write_snapshot_file
 from cairn_server.rekey import ReencryptionPass, count_by_key
@@ -280,10 +281,20 @@ def test_a_sealed_snapshot_refuses_another_kek_no_kek_and_any_damage(tmp_path: P
     other = Keyring.open(tmp_path / "b", config(monkeypatch))
     assert ring is not None and other is not None
     store = RocksStore(tmp_path / "a" / "db", cipher=ring.cipher)
-    fill(StateMachine(store), 2000)  # several 1 MiB chunks? no: enough records for more than one chunk below
+    fill(StateMachine(store), 200)
+    monkeypatch.setattr(snapshot_module, "_CHUNK", 4096)  # many chunks
     snap = tmp_path / "snap"
     write_snapshot_file(store, header(), snap, ring)
     assert read_snapshot_file(snap, ring)[0].last.index == 301
+    sealed = snap.read_bytes()
+    assert sealed.count(b"\x00\x00\x10\x10") >= 3  # u32 length of a full chunk: 4096 + 16-byte tag
+    # Cut off after a full chunk (the outer checksum recomputed, as a deliberate edit would): the last-chunk flag
+    # of what remains does not authenticate.
+    cut = sealed.rindex(b"\x00\x00\x10\x10")
+    snap.write_bytes(sealed[:cut] + hashlib.sha256(sealed[:cut]).digest())
+    with pytest.raises(SnapshotError, match="authentication"):
+        read_snapshot_file(snap, ring)
+    snap.write_bytes(sealed)
     with pytest.raises(SnapshotError, match="fingerprint") as wrong:
         read_snapshot_file(snap, other)
     assert not wrong.value.corrupt
@@ -354,3 +365,25 @@ def test_the_pass_moves_every_record_to_the_new_key_without_losing_a_concurrent_
     untouched = [f"wf-{i:05d}".encode() for i in range(n) if f"wf-{i:05d}".encode() not in written]
     assert all(store.get("state", k) == b"v0" for k in untouched)
     store.close()
+
+
+def test_a_plain_snapshot_from_a_leader_without_encryption_is_installed_and_then_sealed(tmp_path, monkeypatch) -> None:
+    src_store = RocksStore(tmp_path / "plain" / "db")
+    src = StateMachine(src_store)
+    fill(src, 50)
+    ring = Keyring.open(tmp_path / "b", config(monkeypatch))
+    assert ring is not None
+    received = tmp_path / "b" / "raft.snapshot"
+    write_snapshot_file(src_store, header(), received)
+    assert MARKER in received.read_bytes()
+    dst_store = RocksStore(tmp_path / "b" / "db", cipher=ring.cipher)
+    dst = StateMachine(dst_store)
+    fatal: list[str] = []
+    snaps = Snapshots(dst_store, dst, RocksJournal(dst_store, sync=True), tmp_path / "b", fatal.append, ring)
+    snaps.deserialize(str(received))
+    assert not fatal and dst.digest("w3") == src.digest("w3")
+    dst_store.flush_memtables()
+    assert files_contain(tmp_path / "b", MARKER) == []
+    assert read_snapshot_file(received, ring)[0].last.index == 301  # still the same snapshot, now sealed
+    src_store.close()
+    dst_store.close()
