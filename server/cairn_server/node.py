@@ -97,6 +97,7 @@ class Node:
             on_fatal=self._fatal,
             vote_file=data_dir / "raft-vote.json",
         )
+        self.rotation.write_pending = self.journal.rebatch
         self.snapshots = Snapshots(
             self.store, self.machine, self.journal, data_dir, on_fatal=self._fatal, keyring=self.keyring
         )

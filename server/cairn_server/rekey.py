@@ -17,6 +17,7 @@ sweeps again until one full sweep finds no old record, and only then records com
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -96,6 +97,11 @@ class ReencryptionPass:
             thread = self._thread
         if thread is not None:
             thread.join(timeout)
+
+    def snapshot(self) -> PassProgress:
+        """A consistent copy of the progress (for KeyStatus)."""
+        with self._lock:
+            return dataclasses.replace(self.progress)
 
     def wait(self, timeout: float) -> bool:
         """Until the pass is complete (tests, the benchmark)."""
@@ -205,6 +211,8 @@ class KeyRotation:
     keyring: Keyring | None
     on_fatal: Callable[[str, int], None]
     pass_: ReencryptionPass | None = field(init=False, default=None)
+    # Set by the Node: the journal's `rebatch` (writes the batch it is filling, sealed under the old key).
+    write_pending: Callable[[], None] = field(init=False, default=lambda: None)
 
     def __post_init__(self) -> None:
         if self.keyring is not None:
@@ -235,6 +243,9 @@ class KeyRotation:
             self.on_fatal(f"writing the keyring for the key rotation at {rotation_index} failed ({exc})", 75)
             return
         log.info("key rotation at index %d: data key %d is current; re-encrypting older records", rotation_index, kid)
+        # On the Raft thread, the only other sealer: after this, no batch sealed under an old key is unwritten,
+        # so the pass's first sweep sees every old record (it still sweeps until one finds none).
+        self.write_pending()
         self.pass_.start()
 
     def stop(self) -> None:
@@ -244,21 +255,20 @@ class KeyRotation:
     def status(self, node_id: str) -> cluster_pb2.KeyStatusResponse:
         assert self.keyring is not None and self.pass_ is not None
         ring, counts = self.keyring, count_by_key(self.store)
-        with self.pass_._lock:
-            p = self.pass_.progress
-            elapsed = p.elapsed()
-            pass_msg = cluster_pb2.ReencryptionPass(
-                target_key_id=p.target,
-                running=p.running,
-                complete=ring.pass_target == 0,
-                rewritten_records=p.rewritten,
-                rewritten_bytes=p.rewritten_bytes,
-                scanned_records=p.scanned,
-                elapsed_seconds=elapsed,
-                records_per_second=p.rewritten / elapsed if elapsed > 0 else 0.0,
-                bytes_per_second=p.rewritten_bytes / elapsed if elapsed > 0 else 0.0,
-                error=p.error,
-            )
+        p = self.pass_.snapshot()
+        elapsed = p.elapsed()
+        pass_msg = cluster_pb2.ReencryptionPass(
+            target_key_id=p.target,
+            running=p.running,
+            complete=ring.pass_target == 0,
+            rewritten_records=p.rewritten,
+            rewritten_bytes=p.rewritten_bytes,
+            scanned_records=p.scanned,
+            elapsed_seconds=elapsed,
+            records_per_second=p.rewritten / elapsed if elapsed > 0 else 0.0,
+            bytes_per_second=p.rewritten_bytes / elapsed if elapsed > 0 else 0.0,
+            error=p.error,
+        )
         keys = [
             cluster_pb2.DataKey(
                 key_id=info.id,

@@ -181,6 +181,18 @@ def test_rotation_reencrypts_every_node_and_everything_stays_readable(tmp_path: 
         assert checkpoint.state is not None and checkpoint.state.variables["secret"] == MARKER
         after = c.client.key_status(c.endpoint(0))
         assert after.current_key_id == 2 and after.pass_complete
+
+        # Rotating again with the CLI, which follows every node's pass to the end.
+        cli = subprocess.run(
+            [sys.executable, "-m", "cairn.cli", "keys", "rotate", "--wait", "--json"]
+            + ["--endpoints", ",".join(c.cluster.endpoints)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        nodes = json.loads(cli.stdout)["nodes"]
+        assert [(n["current_key_id"], n["old_records"], n["pass_complete"]) for n in nodes] == [(3, 0, True)] * 3
     finally:
         c.close()
     assert all(files_with(spec.node_data_dir, MARKER.encode()) == [] for spec in c.cluster.specs)

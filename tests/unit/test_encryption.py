@@ -387,3 +387,30 @@ def test_a_plain_snapshot_from_a_leader_without_encryption_is_installed_and_then
     assert read_snapshot_file(received, ring)[0].last.index == 301  # still the same snapshot, now sealed
     src_store.close()
     dst_store.close()
+
+
+def test_the_rotate_keys_op_adds_one_key_per_entry_and_is_a_no_op_without_encryption(tmp_path, monkeypatch) -> None:
+    from cairn_server.rekey import KeyRotation
+
+    store, ring = sealed_store(tmp_path, monkeypatch)
+    machine = StateMachine(store)
+    rotation = KeyRotation(machine, store, ring, on_fatal=lambda reason, code: pytest.fail(reason))
+    rotation.install()
+    written: list[bool] = []
+    rotation.write_pending = lambda: written.append(True)
+    cmd = command_pb2.Command(time_ns=1)
+    cmd.rotate_keys.SetInParent()
+    assert machine.apply(cmd.SerializeToString(), 5).code == 0
+    assert ring.current == 2 and ring.last_rotation_index == 5 and written == [True]
+    rotation.rotate_to(5)  # the same entry again (a snapshot that includes it): nothing new
+    assert ring.current == 2 and len(ring.infos) == 2
+    assert rotation.pass_ is not None and rotation.pass_.wait(30)
+    assert set(count_by_key(store)) == {2}
+    rotation.stop()
+    store.close()
+
+    plain_store = RocksStore(tmp_path / "plain")
+    plain = StateMachine(plain_store)
+    KeyRotation(plain, plain_store, None, on_fatal=lambda reason, code: pytest.fail(reason)).install()
+    assert plain.apply(cmd.SerializeToString(), 5).code == 0 and plain.applied_index == 5
+    plain_store.close()
