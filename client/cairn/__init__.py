@@ -25,7 +25,9 @@ from .errors import (
 from .types import (
     Checkpoint,
     ClusterStatus,
+    DataKey,
     DeleteResult,
+    KeyStatus,
     Lease,
     NodeStatus,
     RunSummary,
@@ -65,6 +67,8 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "NodeStatus",
+    "KeyStatus",
+    "DataKey",
     "NotFoundError",
     "PermissionDeniedError",
     "ResourceExhaustedError",

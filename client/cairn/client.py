@@ -31,6 +31,7 @@ from .types import (
     ClusterStatus,
     DeleteResult,
     HeartbeatResult,
+    KeyStatus,
     NodeStatus,
     Problem,
     ReplicaDigest,
@@ -630,6 +631,19 @@ class Client(AdminCalls):
     def snapshot(self, endpoint: str, *, timeout: float = 30.0) -> cluster_pb2.SnapshotResponse:
         """Compact the Raft log of one node now (operators and tests)."""
         return self._call("cluster", "Snapshot", cluster_pb2.SnapshotRequest(), timeout, endpoint)
+
+    def rotate_keys(
+        self, *, request_id: str | None = None, timeout: float | None = None
+    ) -> cluster_pb2.RotateKeysResponse:
+        """Encryption at rest: a new data key on every node for new writes; older records are re-encrypted in the
+        background (follow it with `key_status`). FailedPreconditionError when encryption is off."""
+        request = cluster_pb2.RotateKeysRequest(request_id=request_id or self.new_request_id())
+        return self._call("cluster", "RotateKeys", request, timeout)
+
+    def key_status(self, endpoint: str, *, timeout: float = 10.0) -> KeyStatus:
+        """One node's data keys, records per key and re-encryption pass."""
+        response = self._call("cluster", "KeyStatus", cluster_pb2.KeyStatusRequest(), timeout, endpoint)
+        return KeyStatus.from_proto(endpoint, response)
 
     def transfer_leadership(self, to_node_id: str = "", *, timeout: float = 10.0) -> str:
         """Ask the current leader to hand over (to `to_node_id`, or the best follower); returns the new leader's id."""

@@ -239,6 +239,65 @@ class NodeStatus:
 
 
 @dataclass(frozen=True)
+class DataKey:
+    key_id: int
+    records: int  # records sealed under this key now
+    created_at: datetime | None
+    rotation_index: int  # the rotation entry that made it (0: made with the keyring)
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """One node's encryption at rest: its data keys, records per key, and its re-encryption pass."""
+
+    endpoint: str
+    node_id: str
+    current_key_id: int
+    kek_fingerprint: str
+    keys: list[DataKey]
+    old_records: int  # records not yet under the current key
+    pass_target_key_id: int
+    pass_running: bool
+    pass_complete: bool
+    rewritten_records: int
+    rewritten_bytes: int
+    scanned_records: int
+    elapsed_seconds: float
+    records_per_second: float
+    bytes_per_second: float
+    error: str = ""
+
+    @classmethod
+    def from_proto(cls, endpoint: str, s: cluster_pb2.KeyStatusResponse) -> KeyStatus:
+        p = s.reencryption
+        return cls(
+            endpoint,
+            s.node_id,
+            s.current_key_id,
+            s.kek_fingerprint,
+            [
+                DataKey(k.key_id, k.records, datetime.fromtimestamp(k.created_ns / 1e9, UTC), k.rotation_index)
+                for k in s.keys
+            ],
+            s.old_records,
+            p.target_key_id,
+            p.running,
+            p.complete,
+            p.rewritten_records,
+            p.rewritten_bytes,
+            p.scanned_records,
+            p.elapsed_seconds,
+            p.records_per_second,
+            p.bytes_per_second,
+            p.error,
+        )
+
+    @classmethod
+    def unreachable(cls, endpoint: str, error: str) -> KeyStatus:
+        return cls(endpoint, "", 0, "", [], 0, 0, False, False, 0, 0, 0, 0.0, 0.0, 0.0, error)
+
+
+@dataclass(frozen=True)
 class ClusterStatus:
     nodes: list[NodeStatus]
 

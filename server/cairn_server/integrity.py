@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .raft.snapshot import SnapshotError, read_snapshot_file
 from .storage import RocksStore, StorageError, is_corruption
+from .storage.encryption import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,13 @@ class Opened:
     problem: str | None = None  # what was found at this start
 
 
-def open_verified(data_dir: Path, on_error: Callable[[str], None] | None = None) -> Opened:
-    """Open the node's store after verifying it and the snapshot file (see the module docstring)."""
+def open_verified(
+    data_dir: Path, on_error: Callable[[str], None] | None = None, keyring: Keyring | None = None
+) -> Opened:
+    """Open the node's store after verifying it and the snapshot file (see the module docstring). With a
+    keyring (encryption at rest, already checked against the KEK) every record is also authenticated."""
     problem: str | None = None
+    cipher = keyring.cipher if keyring is not None else None
     store: RocksStore | None = None
     found_running = data_dir / CORRUPT_MARKER
     if found_running.exists():
@@ -60,16 +65,16 @@ def open_verified(data_dir: Path, on_error: Callable[[str], None] | None = None)
             aside = quarantine(data_dir)
             log.critical("%s; moved to %s and rejoining empty from the cluster", problem, aside)
         found_running.unlink()
-        return Opened(RocksStore(data_dir / DB_DIR, on_error=on_error), rejoining=True, problem=problem)
+        return Opened(RocksStore(data_dir / DB_DIR, on_error=on_error, cipher=cipher), rejoining=True, problem=problem)
     try:
-        store = RocksStore(data_dir / DB_DIR, on_error=on_error)
+        store = RocksStore(data_dir / DB_DIR, on_error=on_error, cipher=cipher)
     except Exception as exc:
         if not is_corruption(exc):
             raise
         mark_rejoining(data_dir)
         problem = f"the WAL holds a damaged record ({exc}); kept what precedes it"
         try:
-            store = RocksStore(data_dir / DB_DIR, on_error=on_error, salvage_wal=True)
+            store = RocksStore(data_dir / DB_DIR, on_error=on_error, salvage_wal=True, cipher=cipher)
             log.critical("%s; rejoining", problem)
             problem = None
         except Exception as salvage_exc:
@@ -83,7 +88,7 @@ def open_verified(data_dir: Path, on_error: Callable[[str], None] | None = None)
     snapshot = data_dir / SNAPSHOT_FILE
     if problem is None and snapshot.exists():
         try:
-            read_snapshot_file(snapshot)
+            read_snapshot_file(snapshot, keyring)
         except SnapshotError as exc:
             if not exc.corrupt:
                 raise
@@ -99,7 +104,7 @@ def open_verified(data_dir: Path, on_error: Callable[[str], None] | None = None)
     mark_rejoining(data_dir)
     aside = quarantine(data_dir)
     log.critical("corrupt data found (%s); moved to %s and rejoining empty from the cluster", problem, aside)
-    return Opened(RocksStore(data_dir / DB_DIR, on_error=on_error), rejoining=True, problem=problem)
+    return Opened(RocksStore(data_dir / DB_DIR, on_error=on_error, cipher=cipher), rejoining=True, problem=problem)
 
 
 def mark_rejoining(data_dir: Path) -> None:

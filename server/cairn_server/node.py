@@ -46,6 +46,7 @@ from .raft.group_commit import MAX_GROUP_BYTES
 from .raft.journal import RocksJournal
 from .raft.replica import Replica, role_name
 from .raft.snapshot import Snapshots
+from .rekey import KeyRotation
 from .rpc.audit_service import AuditService
 from .rpc.auth_service import AuthService
 from .rpc.cluster_service import ClusterService
@@ -54,8 +55,9 @@ from .rpc.reads import Reader
 from .rpc.state_service import NodeService, StateService
 from .rpc.workflow_service import WorkflowService
 from .rpc.writes import REQUEST_OVERHEAD, Writer
-from .statemachine import StateMachine
-from .storage import is_corruption
+from .statemachine import APPLIED_KEY, StateMachine
+from .storage import RocksStore, is_corruption
+from .storage.encryption import EncryptionError, Keyring
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +91,13 @@ class Node:
             log.warning("UNSAFE: %s=1 — linearizable reads skip the read barrier", UNSAFE_LOCAL_READS_ENV)
 
         data_dir = config.data_dir
+        # First, before anything is opened or created: a missing or wrong key changes nothing on disk.
+        self.keyring = Keyring.open(data_dir, config.state_storage.encryption)
         data_dir.mkdir(parents=True, exist_ok=True)
-        opened = open_verified(data_dir, on_error=self._fatal)
+        opened = open_verified(data_dir, on_error=self._fatal, keyring=self.keyring)
         self.store = opened.store
+        if self.keyring is None:
+            _refuse_sealed_values(self.store)
         self.machine = StateMachine(self.store, on_fatal=self._fatal)
         renewals = engine.install(self.machine)
         self.auth_store = AuthStore(self.machine, config.auth.bootstrap_admin)
@@ -100,6 +106,8 @@ class Node:
         self.authorizer = Authorizer(self.auth_store, claims, config.auth.enabled)
         self.audit = AuditLog(self.machine)
         self.audit.install()
+        self.rotation = KeyRotation(self.machine, self.store, self.keyring, self._fatal)
+        self.rotation.install()
         self.dispatcher = Dispatcher(self.machine)
         # Before the replica: its role callback (leadership -> the scheduler's grace clock) may fire at once.
         self.scheduler = Scheduler(
@@ -115,7 +123,11 @@ class Node:
             on_fatal=self._fatal,
             vote_file=data_dir / "raft-vote.json",
         )
-        self.snapshots = Snapshots(self.store, self.machine, self.journal, data_dir, on_fatal=self._fatal)
+        self.rotation.write_pending = self.journal.rebatch
+        self.snapshots = Snapshots(
+            self.store, self.machine, self.journal, data_dir, on_fatal=self._fatal, keyring=self.keyring
+        )
+        self.snapshots.after_install = lambda header: self.rotation.rotate_to(header.key_rotation_index)
         self.replica = Replica(
             self_address=cluster.raft_address,
             peer_addresses=[p.raft_address for p in cluster.peers],
@@ -193,6 +205,8 @@ class Node:
             config=config,
             version=self.version,
             started_at=self.started_at,
+            writer=writer,
+            rotation=self.rotation,
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(cluster_service, self.server)
         auth_service = AuthService(writer=writer, authorizer=self.authorizer, membership=self.membership)
@@ -228,6 +242,7 @@ class Node:
         self.scheduler.start()
         if self.read_auditor is not None:
             self.read_auditor.start()
+        self.rotation.resume()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -247,6 +262,7 @@ class Node:
         self.scheduler.stop()
         if self.read_auditor is not None:
             self.read_auditor.stop()
+        self.rotation.stop()
         self.replica.stop()
         self.journal.flush()
         self.forwarder.close()
@@ -273,10 +289,24 @@ class Node:
         os._exit(code)
 
 
+def _refuse_sealed_values(store: RocksStore) -> None:
+    """Encryption off over a store whose keyring is gone: the applied index (8 bytes plain) is sealed."""
+    raw = store.get("meta", APPLIED_KEY)
+    if raw is not None and len(raw) != 8:
+        store.close()
+        raise EncryptionError(
+            f"{store.path} holds encrypted records but there is no keyring and state_storage.encryption is off: "
+            "restore keyring.json and turn encryption on with the same key"
+        )
+
+
 def run_node(config: Config) -> int:
     """Run one node in the foreground until SIGINT/SIGTERM."""
     try:
         node = Node(config)
+    except EncryptionError as exc:  # the message says it all; nothing was opened or changed
+        log.critical("node %s cannot start: %s", config.cluster.node_id, exc)
+        return 1
     except Exception as exc:  # a full disk, a locked or unreadable data directory, a port in use
         log.critical("node %s cannot start: %s", config.cluster.node_id, exc, exc_info=True)
         return 1

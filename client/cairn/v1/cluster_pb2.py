@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x61irn/v1/cluster.proto\x12\x08\x63\x61irn.v1\"~\n\x06Member\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x05 \x01(\x04\x12\x0f\n\x07is_self\x18\x06 \x01(\x08\"\x0f\n\rStatusRequest\"\x92\x03\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x02 \x01(\t\x12\x14\n\x0craft_address\x18\x03 \x01(\t\x12 \n\x04role\x18\x04 \x01(\x0e\x32\x12.cairn.v1.RaftRole\x12\x11\n\tleader_id\x18\x05 \x01(\t\x12\x1b\n\x13leader_grpc_address\x18\x06 \x01(\t\x12\x0c\n\x04term\x18\x07 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x08 \x01(\x04\x12\x15\n\rapplied_index\x18\t \x01(\x04\x12\x13\n\x0blog_entries\x18\n \x01(\x04\x12\x16\n\x0esnapshot_index\x18\x0b \x01(\x04\x12\x12\n\nhas_quorum\x18\x0c \x01(\x08\x12!\n\x07members\x18\r \x03(\x0b\x32\x10.cairn.v1.Member\x12\x11\n\tworkflows\x18\x0e \x01(\x04\x12\x16\n\x0euptime_seconds\x18\x0f \x01(\x01\x12\x0f\n\x07version\x18\x10 \x01(\t\x12\x16\n\x0elast_log_index\x18\x11 \x01(\x04\"\x11\n\x0fSnapshotRequest\"J\n\x10SnapshotResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x01\",\n\x19TransferLeadershipRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"`\n\x1aTransferLeadershipResponse\x12\x1a\n\x12previous_leader_id\x18\x01 \x01(\t\x12\x11\n\tleader_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x01*N\n\x08RaftRole\x12\x19\n\x15RAFT_ROLE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46OLLOWER\x10\x01\x12\r\n\tCANDIDATE\x10\x02\x12\n\n\x06LEADER\x10\x03\x32\xf1\x01\n\x0e\x43lusterService\x12;\n\x06Status\x12\x17.cairn.v1.StatusRequest\x1a\x18.cairn.v1.StatusResponse\x12\x41\n\x08Snapshot\x12\x19.cairn.v1.SnapshotRequest\x1a\x1a.cairn.v1.SnapshotResponse\x12_\n\x12TransferLeadership\x12#.cairn.v1.TransferLeadershipRequest\x1a$.cairn.v1.TransferLeadershipResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x61irn/v1/cluster.proto\x12\x08\x63\x61irn.v1\"~\n\x06Member\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x05 \x01(\x04\x12\x0f\n\x07is_self\x18\x06 \x01(\x08\"\x0f\n\rStatusRequest\"\x92\x03\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x02 \x01(\t\x12\x14\n\x0craft_address\x18\x03 \x01(\t\x12 \n\x04role\x18\x04 \x01(\x0e\x32\x12.cairn.v1.RaftRole\x12\x11\n\tleader_id\x18\x05 \x01(\t\x12\x1b\n\x13leader_grpc_address\x18\x06 \x01(\t\x12\x0c\n\x04term\x18\x07 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x08 \x01(\x04\x12\x15\n\rapplied_index\x18\t \x01(\x04\x12\x13\n\x0blog_entries\x18\n \x01(\x04\x12\x16\n\x0esnapshot_index\x18\x0b \x01(\x04\x12\x12\n\nhas_quorum\x18\x0c \x01(\x08\x12!\n\x07members\x18\r \x03(\x0b\x32\x10.cairn.v1.Member\x12\x11\n\tworkflows\x18\x0e \x01(\x04\x12\x16\n\x0euptime_seconds\x18\x0f \x01(\x01\x12\x0f\n\x07version\x18\x10 \x01(\t\x12\x16\n\x0elast_log_index\x18\x11 \x01(\x04\"\x11\n\x0fSnapshotRequest\"J\n\x10SnapshotResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x01\",\n\x19TransferLeadershipRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"`\n\x1aTransferLeadershipResponse\x12\x1a\n\x12previous_leader_id\x18\x01 \x01(\t\x12\x11\n\tleader_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x01\"\'\n\x11RotateKeysRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"C\n\x12RotateKeysResponse\x12\x16\n\x0erotation_index\x18\x01 \x01(\x04\x12\x15\n\rleader_key_id\x18\x02 \x01(\r\"\x12\n\x10KeyStatusRequest\"V\n\x07\x44\x61taKey\x12\x0e\n\x06key_id\x18\x01 \x01(\r\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x12\n\ncreated_ns\x18\x03 \x01(\x03\x12\x16\n\x0erotation_index\x18\x04 \x01(\x04\"\xf7\x01\n\x10ReencryptionPass\x12\x15\n\rtarget_key_id\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\x08\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12\x19\n\x11rewritten_records\x18\x04 \x01(\x04\x12\x17\n\x0frewritten_bytes\x18\x05 \x01(\x04\x12\x17\n\x0fscanned_records\x18\x06 \x01(\x04\x12\x17\n\x0f\x65lapsed_seconds\x18\x07 \x01(\x01\x12\x1a\n\x12records_per_second\x18\x08 \x01(\x01\x12\x18\n\x10\x62ytes_per_second\x18\t \x01(\x01\x12\r\n\x05\x65rror\x18\n \x01(\t\"\xbd\x01\n\x11KeyStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63urrent_key_id\x18\x02 \x01(\r\x12\x17\n\x0fkek_fingerprint\x18\x03 \x01(\t\x12\x1f\n\x04keys\x18\x04 \x03(\x0b\x32\x11.cairn.v1.DataKey\x12\x13\n\x0bold_records\x18\x05 \x01(\x04\x12\x30\n\x0creencryption\x18\x06 \x01(\x0b\x32\x1a.cairn.v1.ReencryptionPass*N\n\x08RaftRole\x12\x19\n\x15RAFT_ROLE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46OLLOWER\x10\x01\x12\r\n\tCANDIDATE\x10\x02\x12\n\n\x06LEADER\x10\x03\x32\x80\x03\n\x0e\x43lusterService\x12;\n\x06Status\x12\x17.cairn.v1.StatusRequest\x1a\x18.cairn.v1.StatusResponse\x12\x41\n\x08Snapshot\x12\x19.cairn.v1.SnapshotRequest\x1a\x1a.cairn.v1.SnapshotResponse\x12_\n\x12TransferLeadership\x12#.cairn.v1.TransferLeadershipRequest\x1a$.cairn.v1.TransferLeadershipResponse\x12G\n\nRotateKeys\x12\x1b.cairn.v1.RotateKeysRequest\x1a\x1c.cairn.v1.RotateKeysResponse\x12\x44\n\tKeyStatus\x12\x1a.cairn.v1.KeyStatusRequest\x1a\x1b.cairn.v1.KeyStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cairn.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RAFTROLE']._serialized_start=825
-  _globals['_RAFTROLE']._serialized_end=903
+  _globals['_RAFTROLE']._serialized_start=1485
+  _globals['_RAFTROLE']._serialized_end=1563
   _globals['_MEMBER']._serialized_start=36
   _globals['_MEMBER']._serialized_end=162
   _globals['_STATUSREQUEST']._serialized_start=164
@@ -47,6 +47,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRANSFERLEADERSHIPREQUEST']._serialized_end=725
   _globals['_TRANSFERLEADERSHIPRESPONSE']._serialized_start=727
   _globals['_TRANSFERLEADERSHIPRESPONSE']._serialized_end=823
-  _globals['_CLUSTERSERVICE']._serialized_start=906
-  _globals['_CLUSTERSERVICE']._serialized_end=1147
+  _globals['_ROTATEKEYSREQUEST']._serialized_start=825
+  _globals['_ROTATEKEYSREQUEST']._serialized_end=864
+  _globals['_ROTATEKEYSRESPONSE']._serialized_start=866
+  _globals['_ROTATEKEYSRESPONSE']._serialized_end=933
+  _globals['_KEYSTATUSREQUEST']._serialized_start=935
+  _globals['_KEYSTATUSREQUEST']._serialized_end=953
+  _globals['_DATAKEY']._serialized_start=955
+  _globals['_DATAKEY']._serialized_end=1041
+  _globals['_REENCRYPTIONPASS']._serialized_start=1044
+  _globals['_REENCRYPTIONPASS']._serialized_end=1291
+  _globals['_KEYSTATUSRESPONSE']._serialized_start=1294
+  _globals['_KEYSTATUSRESPONSE']._serialized_end=1483
+  _globals['_CLUSTERSERVICE']._serialized_start=1566
+  _globals['_CLUSTERSERVICE']._serialized_end=1950
 # @@protoc_insertion_point(module_scope)

@@ -105,3 +105,73 @@ class TransferLeadershipResponse(_message.Message):
     leader_id: str
     duration_ms: float
     def __init__(self, previous_leader_id: _Optional[str] = ..., leader_id: _Optional[str] = ..., duration_ms: _Optional[float] = ...) -> None: ...
+
+class RotateKeysRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class RotateKeysResponse(_message.Message):
+    __slots__ = ("rotation_index", "leader_key_id")
+    ROTATION_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LEADER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    rotation_index: int
+    leader_key_id: int
+    def __init__(self, rotation_index: _Optional[int] = ..., leader_key_id: _Optional[int] = ...) -> None: ...
+
+class KeyStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DataKey(_message.Message):
+    __slots__ = ("key_id", "records", "created_ns", "rotation_index")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_NS_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_INDEX_FIELD_NUMBER: _ClassVar[int]
+    key_id: int
+    records: int
+    created_ns: int
+    rotation_index: int
+    def __init__(self, key_id: _Optional[int] = ..., records: _Optional[int] = ..., created_ns: _Optional[int] = ..., rotation_index: _Optional[int] = ...) -> None: ...
+
+class ReencryptionPass(_message.Message):
+    __slots__ = ("target_key_id", "running", "complete", "rewritten_records", "rewritten_bytes", "scanned_records", "elapsed_seconds", "records_per_second", "bytes_per_second", "error")
+    TARGET_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    REWRITTEN_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    REWRITTEN_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SCANNED_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    target_key_id: int
+    running: bool
+    complete: bool
+    rewritten_records: int
+    rewritten_bytes: int
+    scanned_records: int
+    elapsed_seconds: float
+    records_per_second: float
+    bytes_per_second: float
+    error: str
+    def __init__(self, target_key_id: _Optional[int] = ..., running: _Optional[bool] = ..., complete: _Optional[bool] = ..., rewritten_records: _Optional[int] = ..., rewritten_bytes: _Optional[int] = ..., scanned_records: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., records_per_second: _Optional[float] = ..., bytes_per_second: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
+
+class KeyStatusResponse(_message.Message):
+    __slots__ = ("node_id", "current_key_id", "kek_fingerprint", "keys", "old_records", "reencryption")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEK_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    OLD_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    REENCRYPTION_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    current_key_id: int
+    kek_fingerprint: str
+    keys: _containers.RepeatedCompositeFieldContainer[DataKey]
+    old_records: int
+    reencryption: ReencryptionPass
+    def __init__(self, node_id: _Optional[str] = ..., current_key_id: _Optional[int] = ..., kek_fingerprint: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[DataKey, _Mapping]]] = ..., old_records: _Optional[int] = ..., reencryption: _Optional[_Union[ReencryptionPass, _Mapping]] = ...) -> None: ...

@@ -49,6 +49,16 @@ class ClusterServiceStub:
                 request_serializer=cairn_dot_v1_dot_cluster__pb2.TransferLeadershipRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_cluster__pb2.TransferLeadershipResponse.FromString,
                 _registered_method=True)
+        self.RotateKeys = channel.unary_unary(
+                '/cairn.v1.ClusterService/RotateKeys',
+                request_serializer=cairn_dot_v1_dot_cluster__pb2.RotateKeysRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_cluster__pb2.RotateKeysResponse.FromString,
+                _registered_method=True)
+        self.KeyStatus = channel.unary_unary(
+                '/cairn.v1.ClusterService/KeyStatus',
+                request_serializer=cairn_dot_v1_dot_cluster__pb2.KeyStatusRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_cluster__pb2.KeyStatusResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -76,6 +86,23 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateKeys(self, request, context):
+        """Encryption at rest: a replicated key rotation. Every node adds a new data key for new writes (old records
+        stay readable) and re-encrypts its older records in the background (see KeyStatus). Answered by the leader
+        (a follower forwards it) once the leader has applied it. FAILED_PRECONDITION when encryption is off.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KeyStatus(self, request, context):
+        """Encryption at rest on THIS node: its data keys, how many records each holds, and the re-encryption pass.
+        FAILED_PRECONDITION when encryption is off on this node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +120,16 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.TransferLeadership,
                     request_deserializer=cairn_dot_v1_dot_cluster__pb2.TransferLeadershipRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_cluster__pb2.TransferLeadershipResponse.SerializeToString,
+            ),
+            'RotateKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateKeys,
+                    request_deserializer=cairn_dot_v1_dot_cluster__pb2.RotateKeysRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_cluster__pb2.RotateKeysResponse.SerializeToString,
+            ),
+            'KeyStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.KeyStatus,
+                    request_deserializer=cairn_dot_v1_dot_cluster__pb2.KeyStatusRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_cluster__pb2.KeyStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +213,60 @@ class ClusterService:
             '/cairn.v1.ClusterService/TransferLeadership',
             cairn_dot_v1_dot_cluster__pb2.TransferLeadershipRequest.SerializeToString,
             cairn_dot_v1_dot_cluster__pb2.TransferLeadershipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.ClusterService/RotateKeys',
+            cairn_dot_v1_dot_cluster__pb2.RotateKeysRequest.SerializeToString,
+            cairn_dot_v1_dot_cluster__pb2.RotateKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeyStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.ClusterService/KeyStatus',
+            cairn_dot_v1_dot_cluster__pb2.KeyStatusRequest.SerializeToString,
+            cairn_dot_v1_dot_cluster__pb2.KeyStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

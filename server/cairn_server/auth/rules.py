@@ -61,6 +61,8 @@ RULES: dict[str, Rule] = {
     C + "Status": Rule(ANY),
     C + "Snapshot": Rule(ADMIN),
     C + "TransferLeadership": Rule(ADMIN),
+    C + "RotateKeys": Rule(ADMIN),
+    C + "KeyStatus": Rule(ADMIN),
     A + "PutRole": Rule(ADMIN),
     A + "DeleteRole": Rule(ADMIN),
     A + "ListRoles": Rule(ADMIN),

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Command(_message.Message):
-    __slots__ = ("request_id", "body_hash", "time_ns", "dedup_expires_ns", "history_limit", "checkpoint_limit", "policy", "require_expected_version", "identity", "persist", "delete", "checkpoint", "recover", "barrier", "start_run", "claim_run", "heartbeat", "record_step", "complete_run", "fail_run", "cancel_run", "release_run", "expire_leases", "periodic_checkpoints", "group", "auth", "audit_reads")
+    __slots__ = ("request_id", "body_hash", "time_ns", "dedup_expires_ns", "history_limit", "checkpoint_limit", "policy", "require_expected_version", "identity", "persist", "delete", "checkpoint", "recover", "barrier", "start_run", "claim_run", "heartbeat", "record_step", "complete_run", "fail_run", "cancel_run", "release_run", "expire_leases", "periodic_checkpoints", "group", "auth", "audit_reads", "rotate_keys")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     BODY_HASH_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class Command(_message.Message):
     GROUP_FIELD_NUMBER: _ClassVar[int]
     AUTH_FIELD_NUMBER: _ClassVar[int]
     AUDIT_READS_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_KEYS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     body_hash: bytes
     time_ns: int
@@ -66,7 +67,12 @@ class Command(_message.Message):
     group: CommandGroup
     auth: AuthOp
     audit_reads: AuditReadsOp
-    def __init__(self, request_id: _Optional[str] = ..., body_hash: _Optional[bytes] = ..., time_ns: _Optional[int] = ..., dedup_expires_ns: _Optional[int] = ..., history_limit: _Optional[int] = ..., checkpoint_limit: _Optional[int] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., require_expected_version: _Optional[bool] = ..., identity: _Optional[str] = ..., persist: _Optional[_Union[PersistOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointOp, _Mapping]] = ..., recover: _Optional[_Union[RecoverOp, _Mapping]] = ..., barrier: _Optional[_Union[BarrierOp, _Mapping]] = ..., start_run: _Optional[_Union[StartRunOp, _Mapping]] = ..., claim_run: _Optional[_Union[ClaimRunOp, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatOp, _Mapping]] = ..., record_step: _Optional[_Union[RecordStepOp, _Mapping]] = ..., complete_run: _Optional[_Union[CompleteRunOp, _Mapping]] = ..., fail_run: _Optional[_Union[FailRunOp, _Mapping]] = ..., cancel_run: _Optional[_Union[CancelRunOp, _Mapping]] = ..., release_run: _Optional[_Union[ReleaseRunOp, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesOp, _Mapping]] = ..., periodic_checkpoints: _Optional[_Union[PeriodicCheckpointsOp, _Mapping]] = ..., group: _Optional[_Union[CommandGroup, _Mapping]] = ..., auth: _Optional[_Union[AuthOp, _Mapping]] = ..., audit_reads: _Optional[_Union[AuditReadsOp, _Mapping]] = ...) -> None: ...
+    rotate_keys: RotateKeysOp
+    def __init__(self, request_id: _Optional[str] = ..., body_hash: _Optional[bytes] = ..., time_ns: _Optional[int] = ..., dedup_expires_ns: _Optional[int] = ..., history_limit: _Optional[int] = ..., checkpoint_limit: _Optional[int] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., require_expected_version: _Optional[bool] = ..., identity: _Optional[str] = ..., persist: _Optional[_Union[PersistOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointOp, _Mapping]] = ..., recover: _Optional[_Union[RecoverOp, _Mapping]] = ..., barrier: _Optional[_Union[BarrierOp, _Mapping]] = ..., start_run: _Optional[_Union[StartRunOp, _Mapping]] = ..., claim_run: _Optional[_Union[ClaimRunOp, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatOp, _Mapping]] = ..., record_step: _Optional[_Union[RecordStepOp, _Mapping]] = ..., complete_run: _Optional[_Union[CompleteRunOp, _Mapping]] = ..., fail_run: _Optional[_Union[FailRunOp, _Mapping]] = ..., cancel_run: _Optional[_Union[CancelRunOp, _Mapping]] = ..., release_run: _Optional[_Union[ReleaseRunOp, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesOp, _Mapping]] = ..., periodic_checkpoints: _Optional[_Union[PeriodicCheckpointsOp, _Mapping]] = ..., group: _Optional[_Union[CommandGroup, _Mapping]] = ..., auth: _Optional[_Union[AuthOp, _Mapping]] = ..., audit_reads: _Optional[_Union[AuditReadsOp, _Mapping]] = ..., rotate_keys: _Optional[_Union[RotateKeysOp, _Mapping]] = ...) -> None: ...
+
+class RotateKeysOp(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class CommandGroup(_message.Message):
     __slots__ = ("commands",)

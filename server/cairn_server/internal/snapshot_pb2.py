@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$cairn_server/internal/snapshot.proto\x12\x0e\x63\x61irn.internal\";\n\x0bLogEntryRef\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\x0c\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\"\xb0\x01\n\x0eSnapshotHeader\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12)\n\x04last\x18\x02 \x01(\x0b\x32\x1b.cairn.internal.LogEntryRef\x12-\n\x08previous\x18\x03 \x01(\x0b\x32\x1b.cairn.internal.LogEntryRef\x12\x0f\n\x07\x63luster\x18\x04 \x03(\t\x12\x0f\n\x07records\x18\x05 \x01(\x04\x12\x12\n\ncreated_ns\x18\x06 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$cairn_server/internal/snapshot.proto\x12\x0e\x63\x61irn.internal\";\n\x0bLogEntryRef\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\x0c\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\"\xcc\x01\n\x0eSnapshotHeader\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12)\n\x04last\x18\x02 \x01(\x0b\x32\x1b.cairn.internal.LogEntryRef\x12-\n\x08previous\x18\x03 \x01(\x0b\x32\x1b.cairn.internal.LogEntryRef\x12\x0f\n\x07\x63luster\x18\x04 \x03(\t\x12\x0f\n\x07records\x18\x05 \x01(\x04\x12\x12\n\ncreated_ns\x18\x06 \x01(\x03\x12\x1a\n\x12key_rotation_index\x18( \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,5 +34,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGENTRYREF']._serialized_start=56
   _globals['_LOGENTRYREF']._serialized_end=115
   _globals['_SNAPSHOTHEADER']._serialized_start=118
-  _globals['_SNAPSHOTHEADER']._serialized_end=294
+  _globals['_SNAPSHOTHEADER']._serialized_end=322
 # @@protoc_insertion_point(module_scope)

@@ -17,17 +17,19 @@ class LogEntryRef(_message.Message):
     def __init__(self, command: _Optional[bytes] = ..., index: _Optional[int] = ..., term: _Optional[int] = ...) -> None: ...
 
 class SnapshotHeader(_message.Message):
-    __slots__ = ("format", "last", "previous", "cluster", "records", "created_ns")
+    __slots__ = ("format", "last", "previous", "cluster", "records", "created_ns", "key_rotation_index")
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     CREATED_NS_FIELD_NUMBER: _ClassVar[int]
+    KEY_ROTATION_INDEX_FIELD_NUMBER: _ClassVar[int]
     format: int
     last: LogEntryRef
     previous: LogEntryRef
     cluster: _containers.RepeatedScalarFieldContainer[str]
     records: int
     created_ns: int
-    def __init__(self, format: _Optional[int] = ..., last: _Optional[_Union[LogEntryRef, _Mapping]] = ..., previous: _Optional[_Union[LogEntryRef, _Mapping]] = ..., cluster: _Optional[_Iterable[str]] = ..., records: _Optional[int] = ..., created_ns: _Optional[int] = ...) -> None: ...
+    key_rotation_index: int
+    def __init__(self, format: _Optional[int] = ..., last: _Optional[_Union[LogEntryRef, _Mapping]] = ..., previous: _Optional[_Union[LogEntryRef, _Mapping]] = ..., cluster: _Optional[_Iterable[str]] = ..., records: _Optional[int] = ..., created_ns: _Optional[int] = ..., key_rotation_index: _Optional[int] = ...) -> None: ...

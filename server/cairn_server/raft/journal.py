@@ -121,6 +121,14 @@ class RocksJournal(Journal):
             if batch is not None and len(batch):
                 self._persist(batch, last)
 
+    def rebatch(self) -> None:
+        """Write the pending batch now and keep batching (a key rotation: every batch sealed under the old data
+        key is then written before the re-encryption pass starts)."""
+        with self._lock:
+            if self._pending is not None:
+                self.flush()
+                self.begin()
+
     def _write(self, fill, *, force_sync: bool = False, last: int = 0) -> None:
         with self._lock:
             if self._pending is not None and not force_sync:

@@ -13,6 +13,17 @@ by a newer version) is refused before anything is wiped.
 
 `deserialize` runs at start-up (our own file) and when a leader sent us its file. A file that
 fails its checksum is never half-used: the node stops loudly (pysyncobj would log and wedge).
+
+With encryption at rest the whole file above is sealed (`_SealedWriter`, `unseal`):
+
+    SEALED_MAGIC | 8-byte KEK fingerprint | u16 length | file key wrapped by the KEK | chunks | SHA-256
+
+where a chunk is u32 length | AES-256-GCM(file key, nonce = chunk number, plain text of up to 1 MiB,
+associated data = chunk number and a last-chunk flag). The file key is fresh per file and wrapped by the
+cluster's KEK, not by this node's data keys, so any node of the cluster can install the file; chunks cannot
+be dropped, reordered or cut off without failing. The outer SHA-256 lets the start-up check find a damaged
+file without the key. A node with encryption on that receives a plain file (a leader without encryption,
+while a cluster is being migrated) installs it and then seals the file in place.
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pysyncobj.config import SERIALIZER_STATE
 
 from cairn_server.internal import snapshot_pb2
@@ -34,6 +47,7 @@ from cairn_server.internal import snapshot_pb2
 from .. import clock
 from ..statemachine import APPLIED_KEY, StateMachine
 from ..storage import STATE_CFS, RocksStore
+from ..storage.encryption import Keyring
 from ..storage.keys import u64
 from ..storage.rocksdb import SNAPSHOT_CF_IDS
 from .journal import RocksJournal
@@ -41,7 +55,10 @@ from .journal import RocksJournal
 log = logging.getLogger(__name__)
 
 MAGIC = b"CAIRNSN1"
+SEALED_MAGIC = b"CAIRNSE1"
 FORMAT = 1
+_CHUNK = 1024 * 1024
+_U16 = struct.Struct(">H")
 _RESTORING_KEY = b"restore_in_progress"
 _U32 = struct.Struct(">I")
 _CF_NAMES = {i: name for name, i in SNAPSHOT_CF_IDS.items()}
@@ -68,12 +85,108 @@ def _entry(ref: snapshot_pb2.LogEntryRef) -> tuple[bytes, int, int]:
     return (ref.command, ref.index, ref.term)
 
 
-def write_snapshot_file(source: RocksStore, header: snapshot_pb2.SnapshotHeader, target: Path) -> int:
-    """Stream every state record of `source` into `target` (fsynced, renamed into place)."""
+def _chunk_aad(n: int, last: bool) -> bytes:
+    return b"cairn-snapshot\x00" + u64(n) + (b"\x01" if last else b"\x00")
+
+
+def _chunk_nonce(n: int) -> bytes:
+    return b"\x00\x00\x00\x00" + u64(n)  # unique per chunk; the key is fresh per file
+
+
+class _SealedWriter:
+    """Writes a sealed snapshot file around the plain bytes given to `write` (see the module docstring)."""
+
+    def __init__(self, out, keyring: Keyring):
+        self._out = out
+        key, wrapped = keyring.new_file_key()
+        self._aead = AESGCM(key)
+        self._digest = hashlib.sha256()
+        self._buffer = bytearray()
+        self._chunks = 0
+        self._emit(SEALED_MAGIC + bytes.fromhex(keyring.fingerprint) + _U16.pack(len(wrapped)) + wrapped)
+
+    def _emit(self, data: bytes) -> None:
+        self._digest.update(data)
+        self._out.write(data)
+
+    def _seal(self, plain: bytes, last: bool) -> None:
+        n = self._chunks
+        sealed = self._aead.encrypt(_chunk_nonce(n), plain, _chunk_aad(n, last))
+        self._emit(_U32.pack(len(sealed)) + sealed)
+        self._chunks += 1
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) > _CHUNK:  # strictly more: the last chunk is never empty unless the file is
+            self._seal(bytes(self._buffer[:_CHUNK]), last=False)
+            del self._buffer[:_CHUNK]
+
+    def close(self) -> None:
+        self._seal(bytes(self._buffer), last=True)
+        self._buffer = bytearray()
+        self._out.write(self._digest.digest())
+
+
+def is_sealed(data: bytes) -> bool:
+    return data.startswith(SEALED_MAGIC)
+
+
+def unseal(data: bytes, keyring: Keyring | None, path: Path) -> bytes:
+    """The plain snapshot inside a sealed file; SnapshotError when it is damaged or the KEK is not the one
+    it was written under (corrupt=False: the file is fine, this node cannot read it)."""
+    if len(data) < len(SEALED_MAGIC) + 8 + 2 + 32:
+        raise SnapshotError(f"{path} is truncated")
+    body, trailer = data[:-32], data[-32:]
+    if hashlib.sha256(body).digest() != trailer:
+        raise SnapshotError(f"{path} fails its SHA-256 checksum")
+    pos = len(SEALED_MAGIC)
+    fingerprint = body[pos : pos + 8].hex()
+    if keyring is None:
+        raise SnapshotError(
+            f"{path} is encrypted (key fingerprint {fingerprint}) but state_storage.encryption is off on this node",
+            corrupt=False,
+        )
+    if fingerprint != keyring.fingerprint:
+        raise SnapshotError(
+            f"{path} was written under the encryption key with fingerprint {fingerprint}, this node's is "
+            f"{keyring.fingerprint}: every node of a cluster needs the same key",
+            corrupt=False,
+        )
+    (wlen,) = _U16.unpack_from(body, pos + 8)
+    pos += 10
+    try:
+        aead = AESGCM(keyring.unwrap_file_key(body[pos : pos + wlen]))
+    except InvalidTag:
+        raise SnapshotError(f"{path}: its file key does not unwrap under this node's key") from None
+    pos += wlen
+    plain, n, last = [], 0, False
+    while pos < len(body):
+        if last or pos + 4 > len(body):
+            raise SnapshotError(f"{path}: data after its last chunk")
+        (clen,) = _U32.unpack_from(body, pos)
+        chunk = body[pos + 4 : pos + 4 + clen]
+        pos += 4 + clen
+        last = pos >= len(body)
+        try:
+            plain.append(aead.decrypt(_chunk_nonce(n), chunk, _chunk_aad(n, last)))
+        except InvalidTag:
+            raise SnapshotError(f"{path}: chunk {n} fails authentication") from None
+        n += 1
+    if not last:
+        raise SnapshotError(f"{path} has no chunks")
+    return b"".join(plain)
+
+
+def write_snapshot_file(
+    source: RocksStore, header: snapshot_pb2.SnapshotHeader, target: Path, keyring: Keyring | None = None
+) -> int:
+    """Stream every state record of `source` into `target` (fsynced, renamed into place); sealed with a fresh
+    file key when a keyring is given."""
     tmp = target.with_name(target.name + ".writing")
     digest = hashlib.sha256()
     count = 0
-    with open(tmp, "wb") as out:
+    with open(tmp, "wb") as raw:
+        out = raw if keyring is None else _SealedWriter(raw, keyring)
 
         def emit(data: bytes) -> None:
             digest.update(data)
@@ -87,8 +200,10 @@ def write_snapshot_file(source: RocksStore, header: snapshot_pb2.SnapshotHeader,
                 emit(cf_id + _U32.pack(len(key)) + key + _U32.pack(len(value)) + value)
                 count += 1
         out.write(digest.digest())
-        out.flush()
-        os.fsync(out.fileno())
+        if isinstance(out, _SealedWriter):
+            out.close()
+        raw.flush()
+        os.fsync(raw.fileno())
     os.replace(tmp, target)
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
@@ -98,12 +213,15 @@ def write_snapshot_file(source: RocksStore, header: snapshot_pb2.SnapshotHeader,
     return count
 
 
-def read_snapshot_file(path: Path) -> tuple[snapshot_pb2.SnapshotHeader, bytes]:
-    """The verified header and the record section; raises SnapshotError if anything is off."""
+def read_snapshot_file(path: Path, keyring: Keyring | None = None) -> tuple[snapshot_pb2.SnapshotHeader, bytes]:
+    """The verified header and the record section (a sealed file is unsealed with `keyring` first); raises
+    SnapshotError if anything is off."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise SnapshotError(f"cannot read snapshot {path}: {exc}", corrupt=False) from None
+    if is_sealed(data):
+        data = unseal(data, keyring, path)
     if len(data) < len(MAGIC) + 4 + 32 or not data.startswith(MAGIC):
         raise SnapshotError(f"{path} is not a Cairn snapshot")
     body, trailer = data[:-32], data[-32:]
@@ -160,6 +278,11 @@ def iter_records(section: bytes):
         yield cf, key, value
 
 
+def _file_is_sealed(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(SEALED_MAGIC)) == SEALED_MAGIC
+
+
 class Snapshots:
     """The serializer, checker and deserializer handed to pysyncobj, and their bookkeeping."""
 
@@ -170,8 +293,10 @@ class Snapshots:
         journal: RocksJournal,
         data_dir: Path,
         on_fatal: Callable[[str], None],
+        keyring: Keyring | None = None,
     ):
         self.store, self.machine, self.journal = store, machine, journal
+        self.keyring = keyring  # with encryption at rest: files are sealed (module docstring)
         self.dump_file = data_dir / "raft.snapshot"
         self._staging = data_dir / "snapshot-staging"
         self._on_fatal = on_fatal
@@ -183,9 +308,11 @@ class Snapshots:
         self.last_duration_ms = 0.0
         # Set by the Replica: stops (True) and resumes (False) applying committed entries.
         self.pause_applies: Callable[[bool], None] = lambda _paused: None
+        # Set by the Node: after a snapshot install (a key rotation the installed state includes).
+        self.after_install: Callable[[snapshot_pb2.SnapshotHeader], None] = lambda _header: None
         if self.dump_file.exists():
             try:
-                header, _ = read_snapshot_file(self.dump_file)
+                header, _ = read_snapshot_file(self.dump_file, keyring)
                 self.last_index = header.last.index
                 self.last_size = self.dump_file.stat().st_size
             except SnapshotError:
@@ -207,6 +334,7 @@ class Snapshots:
             previous=_entry_ref(previous),
             cluster=sorted(str(getattr(n, "address", n)) for n in cluster),
             created_ns=clock.now_ns(),
+            key_rotation_index=self.keyring.last_rotation_index if self.keyring is not None else 0,
         )
         with self._lock:
             self._state = SERIALIZER_STATE.SERIALIZING
@@ -219,10 +347,10 @@ class Snapshots:
                 self.store.create_checkpoint(self._staging)  # then little is left to flush holding the GIL
             finally:
                 self.pause_applies(False)
-            source = RocksStore(self._staging, read_only=True, on_error=self._on_fatal)
+            source = RocksStore(self._staging, read_only=True, on_error=self._on_fatal, cipher=self.store.cipher)
             try:
-                header.records = sum(1 for cf in _SNAPSHOT_CFS for _ in source.scan(cf))
-                write_snapshot_file(source, header, self.dump_file)
+                header.records = sum(1 for cf in _SNAPSHOT_CFS for _ in source.scan(cf, raw=True))
+                write_snapshot_file(source, header, self.dump_file, self.keyring)
             finally:
                 source.close()
             shutil.rmtree(self._staging, ignore_errors=True)
@@ -261,7 +389,7 @@ class Snapshots:
 
     def deserialize(self, file_name: str):
         try:
-            header, section = read_snapshot_file(Path(file_name))
+            header, section = read_snapshot_file(Path(file_name), self.keyring)
         except SnapshotError as exc:
             self._on_fatal(f"refusing to continue with a bad snapshot: {exc}")
             raise
@@ -278,6 +406,7 @@ class Snapshots:
             except Exception as exc:  # pysyncobj would swallow it and answer success with the state wiped
                 self._on_fatal(f"installing the snapshot at {header.last.index} failed: {exc}")
                 raise
+            self.after_install(header)
         else:
             # Our state already contains everything the file does: both are prefixes of the same
             # committed log, and ours is longer.
@@ -286,6 +415,8 @@ class Snapshots:
                 header.last.index,
                 self.machine.applied_index,
             )
+        if self.keyring is not None and not _file_is_sealed(Path(file_name)):
+            self._seal_in_place(Path(file_name), header, section)
         # If a crash fell between writing the file and compacting the journal, compact now, so that
         # pysyncobj sees the journal starting at the snapshot and keeps the entries after it
         # (otherwise it would clear the whole journal).
@@ -295,6 +426,20 @@ class Snapshots:
         with self._lock:
             self.last_index = max(self.last_index, header.last.index)
         return last, previous, set(header.cluster)
+
+    def _seal_in_place(self, path: Path, header: snapshot_pb2.SnapshotHeader, section: bytes) -> None:
+        """A plain file from a leader without encryption: keep the same content, sealed (tmp, fsync, rename)."""
+        assert self.keyring is not None
+        body = MAGIC + _U32.pack(len(header.SerializeToString())) + header.SerializeToString() + section
+        tmp = path.with_name(path.name + ".sealing")
+        with open(tmp, "wb") as raw:
+            out = _SealedWriter(raw, self.keyring)
+            out.write(body + hashlib.sha256(body).digest())
+            out.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+        log.info("sealed the plain snapshot file received at index %d", header.last.index)
 
     def _restore(self, header: snapshot_pb2.SnapshotHeader, section: bytes) -> None:
         started = time.monotonic()

@@ -11,8 +11,10 @@ from ..errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unav
 from ..membership import Membership
 from ..raft.replica import Replica
 from ..raft.snapshot import Snapshots
+from ..rekey import KeyRotation
 from ..storage import RocksStore
 from .status import handles_errors
+from .writes import Writer
 
 _ROLES = {
     "follower": cluster_pb2.FOLLOWER,
@@ -32,6 +34,8 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         config: Config,
         version: str,
         started_at: float,
+        writer: Writer,
+        rotation: KeyRotation,
     ):
         self.replica = replica
         self.snapshots = snapshots
@@ -40,6 +44,8 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         self.config = config
         self.version = version
         self.started_at = started_at
+        self.writer = writer
+        self.rotation = rotation
 
     def leader_grpc(self, raft_address: str | None) -> str | None:
         return self.membership.leader_grpc(raft_address)
@@ -127,3 +133,34 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
                 )
             time.sleep(0.01)
         raise DeadlineExceeded("leadership did not move in time")
+
+    # ---- encryption at rest (rekey.py) ------------------------------------------------------------
+
+    def _require_encryption(self) -> None:
+        if self.rotation.keyring is None:
+            raise FailedPrecondition(
+                f"encryption at rest is off on node {self.config.cluster.node_id} (state_storage.encryption)"
+            )
+
+    @handles_errors
+    def RotateKeys(self, request, context):
+        self._require_encryption()
+
+        def build(cmd, _now: int) -> None:
+            cmd.rotate_keys.SetInParent()
+
+        def respond(_result) -> cluster_pb2.RotateKeysResponse:
+            keyring = self.rotation.keyring
+            assert keyring is not None
+            return cluster_pb2.RotateKeysResponse(
+                rotation_index=keyring.last_rotation_index, leader_key_id=keyring.current
+            )
+
+        return self.writer.submit(
+            "RotateKeys", request, context, build, respond, stub=cluster_pb2_grpc.ClusterServiceStub
+        )
+
+    @handles_errors
+    def KeyStatus(self, request, context):
+        self._require_encryption()
+        return self.rotation.status(self.config.cluster.node_id)

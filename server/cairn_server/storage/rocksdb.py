@@ -19,6 +19,11 @@ than serve or replicate from it. `verify` reads every block at start-up. The WAL
 Raft journal) is replayed in "tolerate corrupted tail records" mode: a record torn by a crash is
 dropped, but a bad record in the middle fails the open instead of silently dropping every synced
 record after it (RocksDB's default, point-in-time recovery, does the latter).
+
+Encryption at rest (storage/encryption.py): with a cipher, every value of every column family is sealed in
+`Batch.put` and opened in `get`/`scan`, here and nowhere else, so every module and every future family is
+covered. Keys stay plain: ids are metadata, not content. A record that fails authentication is corruption
+(the path above). Without a cipher the only cost is one `is None` test per value.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 
 from rocksdict import AccessType, Checkpoint, DBRecoveryMode, Options, Rdict, WriteBatch, WriteOptions
 
+from .encryption import DecryptError, RecordCipher
 from .keys import prefix_end
 
 STATE_CFS = (
@@ -114,8 +120,11 @@ class Batch:
     def __init__(self, store: RocksStore):
         self._store = store
         self._wb = WriteBatch(raw_mode=True)
+        self._cipher = store.cipher
 
     def put(self, cf: str, key: bytes, value: bytes) -> None:
+        if self._cipher is not None:
+            value = self._cipher.seal(cf, key, value)
         self._wb.put(key, value, self._store.handle(cf))
 
     def delete(self, cf: str, key: bytes) -> None:
@@ -141,7 +150,9 @@ class RocksStore:
         read_only: bool = False,
         on_error: Callable[[str], None] | None = None,
         salvage_wal: bool = False,
+        cipher: RecordCipher | None = None,
     ):
+        self.cipher = cipher  # None: values are stored as given
         self._on_error = on_error  # the node stops here: it must not serve or replicate suspect data
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -155,6 +166,9 @@ class RocksStore:
         self._nosync = WriteOptions()
         self._closed = False
         self._lock = threading.Lock()
+        # With encryption, held around every write and around each re-encryption batch's read-check-rewrite
+        # (`reseal`), so a rewrite can never overwrite a value written after it was read.
+        self._write_lock = threading.Lock()
 
     def handle(self, cf: str):  # rocksdict's handle type is not exported
         return self._handles[cf]
@@ -165,7 +179,11 @@ class RocksStore:
     def write(self, batch: Batch, *, sync: bool = False) -> None:
         # A synced write holds the GIL through the fsync and freezes every thread of the node;
         # flush_wal(sync=True) gives the same durability (the batch is in the WAL) and releases it.
-        self._db.write(batch._wb, self._nosync)
+        if self.cipher is None:
+            self._db.write(batch._wb, self._nosync)
+        else:
+            with self._write_lock:
+                self._db.write(batch._wb, self._nosync)
         if sync:
             self.sync_wal()
 
@@ -175,14 +193,33 @@ class RocksStore:
 
     def get(self, cf: str, key: bytes) -> bytes | None:
         try:
-            return self._cfs[cf].get(key)
+            value = self._cfs[cf].get(key)
         except Exception as exc:
             raise self._failed(f"reading {cf}: {exc}") from exc
+        if value is None or self.cipher is None:
+            return value
+        return self._open(cf, key, value)
+
+    def _open(self, cf: str, key: bytes, value: bytes) -> bytes:
+        assert self.cipher is not None
+        try:
+            return self.cipher.open(cf, key, value)
+        except DecryptError as exc:
+            # "Corruption" makes the node remember it (node._fatal) and move the data aside at the next start.
+            raise self._failed(f"{'Corruption: ' if exc.corrupt else ''}{exc}") from None
 
     def scan(
-        self, cf: str, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False
+        self, cf: str, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False, raw: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
-        """Records whose key starts with `prefix`, in key order (from `start` if given)."""
+        """Records whose key starts with `prefix`, in key order (from `start` if given); `raw`: values as stored
+        (sealed, with encryption), for the re-encryption pass."""
+        if self.cipher is not None and not raw:
+            for key, value in self._scan(cf, prefix, start, reverse):
+                yield key, self._open(cf, key, value)
+        else:
+            yield from self._scan(cf, prefix, start, reverse)
+
+    def _scan(self, cf: str, prefix: bytes, start: bytes | None, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
         view = self._cfs[cf]
         last: bytes | None = None
         try:
@@ -237,12 +274,21 @@ class RocksStore:
         return StorageError(message)
 
     def verify(self) -> list[str]:
-        """Read every block of every column family (checksums verified); the problems found."""
+        """Read every block of every column family (checksums verified) and, with encryption, authenticate every
+        record; the problems found."""
         problems = []  # "Corruption: ..." for damaged blocks; other errors (I/O) are raised, not reported
         for cf in STATE_CFS + RAFT_CFS:
             it = self._cfs[cf].iter()
             it.seek_to_first()
+            bad = None
             while it.valid():
+                if self.cipher is not None and bad is None:
+                    try:
+                        self.cipher.open(cf, it.key(), it.value())
+                    except DecryptError as exc:
+                        if not exc.corrupt:
+                            raise StorageError(str(exc)) from None
+                        bad = f"{cf}: Corruption: {exc}"
                 it.next()
             try:
                 it.status()
@@ -250,7 +296,32 @@ class RocksStore:
                 if not is_corruption(exc):
                     raise StorageError(f"verifying {cf}: {exc}") from exc
                 problems.append(f"{cf}: {exc}")
+            if bad is not None:
+                problems.append(bad)
         return problems
+
+    def reseal(self, cf: str, records: list[tuple[bytes, bytes]]) -> tuple[int, int]:
+        """Re-encrypt `records` (key, value as read by `scan(raw=True)`) under the current key, each only if it
+        still holds exactly that value: the check and the rewrite happen under the write lock that every
+        `write` takes, so a value written since the read is never overwritten. Returns (records, bytes)."""
+        assert self.cipher is not None
+        view, handle = self._cfs[cf], self._handles[cf]
+        wb = WriteBatch(raw_mode=True)
+        count = size = 0
+        with self._write_lock:
+            for key, old in records:
+                try:
+                    now = view.get(key)
+                except Exception as exc:
+                    raise self._failed(f"reading {cf}: {exc}") from exc
+                if now != old:
+                    continue  # rewritten (under the current key) or deleted since it was read
+                wb.put(key, self.cipher.seal(cf, key, self._open(cf, key, old)), handle)
+                count += 1
+                size += len(old)
+            if count:
+                self._db.write(wb, self._nosync)
+        return count, size
 
     def estimate_keys(self, cf: str) -> int:
         return self._cfs[cf].property_int_value("rocksdb.estimate-num-keys") or 0
