@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -108,6 +110,23 @@ def start_cluster(
         handle.close()
         raise
     return handle
+
+
+def peer_certificate(endpoint: str, *, ca: Path, cert: Path | None = None, key: Path | None = None) -> bytes:
+    """A NEW TLS handshake with `endpoint` (verified against `ca`, with a client certificate when given):
+    the certificate the server presents, DER. Offers ALPN h2 as gRPC clients do."""
+    host, _, port = endpoint.rpartition(":")
+    context = ssl.create_default_context(cafile=str(ca))
+    if cert is not None:
+        context.load_cert_chain(str(cert), str(key) if key is not None else None)
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
 
 
 # ---- workflow workers as real processes (tests/integration/test_workflows.py) ------------------------
