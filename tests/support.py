@@ -52,7 +52,7 @@ class ClusterHandle:
         return self.cluster.specs[i].grpc_address
 
     def node_client(self, i: int, timeout: float = 5.0) -> Client:
-        c = Client([self.endpoint(i)], timeout=timeout)
+        c = self.cluster.client([self.endpoint(i)], timeout=timeout)
         self.extra_clients.append(c)
         return c
 
@@ -99,11 +99,16 @@ def start_cluster(
     nodes: int = 3,
     overrides: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
+    *,
+    secure: bool = False,
     **kwargs: Any,
 ) -> ClusterHandle:
+    """`secure`: mTLS, auth and encryption (LocalCluster.secure); the handle's clients use the admin certificate."""
     base = kwargs.pop("base_port", None) or free_base_port(nodes)
-    cluster = LocalCluster(path, nodes=nodes, base_port=base, overrides=overrides or {}, env=env or {}, **kwargs)
-    handle = ClusterHandle(cluster, Client(cluster.endpoints, timeout=20.0))
+    cluster = LocalCluster(
+        path, nodes=nodes, base_port=base, overrides=overrides or {}, env=env or {}, secure=secure, **kwargs
+    )
+    handle = ClusterHandle(cluster, cluster.client(timeout=20.0))
     try:
         cluster.start_and_wait(30)
     except BaseException:

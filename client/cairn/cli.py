@@ -832,11 +832,17 @@ def _parse_set(_ctx: click.Context, _param: click.Parameter, pairs: tuple[str, .
     callback=_parse_set,
     help="override a node config key for every node, e.g. --set checkpointing.interval=2s (repeatable)",
 )
-def cluster_up(nodes: int, data_dir: str, base_port: int, overrides: dict[str, Any]) -> None:
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="mTLS only, access control and encryption at rest; a CA, certificates and a key are made once under "
+    "DATA_DIR/tls and reused",
+)
+def cluster_up(nodes: int, data_dir: str, base_port: int, overrides: dict[str, Any], secure: bool) -> None:
     """Start NODES node processes on 127.0.0.1 (gRPC on base-port, base-port+1, ...) until Ctrl-C."""
     from cairn_server.local_cluster import run_cluster_up
 
-    sys.exit(run_cluster_up(nodes, data_dir, base_port, echo=click.echo, overrides=overrides))
+    sys.exit(run_cluster_up(nodes, data_dir, base_port, echo=click.echo, overrides=overrides, secure=secure))
 
 
 @main.command()
