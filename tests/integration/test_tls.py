@@ -317,3 +317,12 @@ def test_cluster_up_secure_makes_the_pki_once_and_serves_mtls(tmp_path: Path) ->
             assert c.get_state("up-secure").version == written.version
     finally:
         _stop(proc)
+
+
+def test_the_container_health_probe_speaks_the_nodes_tls(mtls_node: ClusterHandle) -> None:
+    """The Dockerfile's HEALTHCHECK: plaintext would be refused by this node (client_auth require)."""
+    config = str(mtls_node.cluster.specs[0].config_path)
+    probe = subprocess.run(
+        [sys.executable, "-m", "cairn_server.healthcheck", config], capture_output=True, text=True, timeout=30
+    )
+    assert probe.returncode == 0, probe.stderr
