@@ -28,7 +28,7 @@ from cairn.v1 import state_pb2, state_pb2_grpc
 from cairn_server import certs
 from cairn_server.internal import command_pb2, command_pb2_grpc
 from cairn_server.local_cluster import free_base_port
-from tests.support import ClusterHandle, peer_certificate, start_cluster, wait_until
+from tests.support import ClusterHandle, WorkerProcess, peer_certificate, start_cluster, wait_until
 
 CAIRN = str(Path(sys.executable).parent / "cairn")
 
@@ -326,3 +326,28 @@ def test_the_container_health_probe_speaks_the_nodes_tls(mtls_node: ClusterHandl
         [sys.executable, "-m", "cairn_server.healthcheck", config], capture_output=True, text=True, timeout=30
     )
     assert probe.returncode == 0, probe.stderr
+
+
+def test_a_worker_process_serves_runs_over_mtls_with_the_env_vars(mtls_node: ClusterHandle, tmp_path: Path) -> None:
+    t = files(mtls_node)
+    worker = WorkerProcess(
+        name="tls-worker",
+        app=Path(__file__).parent / "workflow_apps" / "chain.py",
+        endpoints=mtls_node.cluster.endpoints,
+        log_path=tmp_path / "worker.log",
+        env={
+            "CAIRN_TEST_DIR": str(tmp_path),
+            "CAIRN_TEST_TYPE": "tls-chain",
+            "CAIRN_CA": str(t.ca),
+            "CAIRN_CERT": str(t.admin_cert),
+            "CAIRN_KEY": str(t.admin_key),
+        },
+    ).start()
+    try:
+        mtls_node.client.start_workflow("tls-chain", "tls-run-1", {"steps": ["a", "b"]})
+        run = mtls_node.client.wait_workflow("tls-run-1", timeout=60)
+        assert run.status == "COMPLETED", (run, worker.log())
+        assert [s.name for s in run.steps] == ["a", "b"]
+        assert all(s.result["worker"] == "tls-worker" for s in run.steps), run.steps
+    finally:
+        worker.stop()
