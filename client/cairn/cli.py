@@ -870,6 +870,7 @@ def cluster_up(nodes: int, data_dir: str, base_port: int, overrides: dict[str, A
     "--worker-slots", type=click.IntRange(1, 1024), default=8, show_default=True, help="workflow: runs per worker"
 )
 @click.option("--json", "as_json", is_flag=True)
+@_security_options
 def bench(
     endpoints: str | None,
     nodes: int,
@@ -882,9 +883,17 @@ def bench(
     kills: int,
     worker_slots: int,
     as_json: bool,
+    ca: str | None,
+    cert: str | None,
+    key: str | None,
+    token: str | None,
 ) -> None:
     """Measure ops/s and latency percentiles against a cluster."""
     from .bench import run_bench
+
+    security = _security(ca, cert, key, token)
+    if security and endpoints is None:
+        raise click.UsageError("--ca/--cert/--key/--token are for a cluster given with --endpoints")
 
     results = run_bench(
         endpoints=endpoints,
@@ -898,6 +907,7 @@ def bench(
         echo=(lambda *_: None) if as_json else console.print,
         kills=kills,
         worker_slots=worker_slots,
+        security=security,
     )
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=2))

@@ -245,6 +245,14 @@ def test_cli_reaches_a_secure_node_with_flags_or_env_vars(mtls_node: ClusterHand
     assert json.loads(got.stdout)["current_step"] == "one"
     without = cairn("state", "get", "cli-tls", "--endpoints", mtls_node.endpoint(0), "--json", "--timeout", "2")
     assert without.returncode == 1 and json.loads(without.stdout)["error"] in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+    # `cairn bench` takes --endpoints outside the common options: the same flags reach a secure cluster.
+    bench = cairn(
+        "bench", "--endpoints", mtls_node.endpoint(0), "--ops", "get", "--duration", "0.3", "--workflows", "2",
+        "--json", *flags,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stdout + bench.stderr
+    [result] = json.loads(bench.stdout)
+    assert result["op"] == "get" and result["count"] > 0 and result["errors"] == 0
 
 
 # ---- cairn cluster up --secure ----------------------------------------------------------------------
