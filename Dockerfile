@@ -15,7 +15,8 @@ USER cairn
 VOLUME ["/var/lib/cairn"]
 # gRPC (clients and forwarding) and Raft (peers only).
 EXPOSE 50051 7100
+# The probe reads the node's config, so it speaks TLS (with the node's own certificate) when the node does.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=5 \
-    CMD ["python", "-c", "import grpc,sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; sys.exit(0 if g.HealthStub(grpc.insecure_channel('127.0.0.1:50051')).Check(h.HealthCheckRequest(), timeout=2).status == h.HealthCheckResponse.SERVING else 1)"]
+    CMD ["python", "-m", "cairn_server.healthcheck", "/etc/cairn/node.yaml"]
 ENTRYPOINT ["cairn", "node"]
 CMD ["--config", "/etc/cairn/node.yaml"]

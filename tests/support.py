@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -50,7 +52,7 @@ class ClusterHandle:
         return self.cluster.specs[i].grpc_address
 
     def node_client(self, i: int, timeout: float = 5.0) -> Client:
-        c = Client([self.endpoint(i)], timeout=timeout)
+        c = self.cluster.client([self.endpoint(i)], timeout=timeout)
         self.extra_clients.append(c)
         return c
 
@@ -97,17 +99,39 @@ def start_cluster(
     nodes: int = 3,
     overrides: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
+    *,
+    secure: bool = False,
     **kwargs: Any,
 ) -> ClusterHandle:
+    """`secure`: mTLS, auth and encryption (LocalCluster.secure); the handle's clients use the admin certificate."""
     base = kwargs.pop("base_port", None) or free_base_port(nodes)
-    cluster = LocalCluster(path, nodes=nodes, base_port=base, overrides=overrides or {}, env=env or {}, **kwargs)
-    handle = ClusterHandle(cluster, Client(cluster.endpoints, timeout=20.0))
+    cluster = LocalCluster(
+        path, nodes=nodes, base_port=base, overrides=overrides or {}, env=env or {}, secure=secure, **kwargs
+    )
+    handle = ClusterHandle(cluster, cluster.client(timeout=20.0))
     try:
         cluster.start_and_wait(30)
     except BaseException:
         handle.close()
         raise
     return handle
+
+
+def peer_certificate(endpoint: str, *, ca: Path, cert: Path | None = None, key: Path | None = None) -> bytes:
+    """A NEW TLS handshake with `endpoint` (verified against `ca`, with a client certificate when given):
+    the certificate the server presents, DER. Offers ALPN h2 as gRPC clients do."""
+    host, _, port = endpoint.rpartition(":")
+    context = ssl.create_default_context(cafile=str(ca))
+    if cert is not None:
+        context.load_cert_chain(str(cert), str(key) if key is not None else None)
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
 
 
 # ---- workflow workers as real processes (tests/integration/test_workflows.py) ------------------------

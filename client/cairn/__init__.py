@@ -5,7 +5,7 @@ Importing it never imports the server (cairn_server); the generated gRPC stubs l
 RPCs) are generated into `cairn_server.internal` and never reach the SDK.
 """
 
-from .client import DEFAULT_ENDPOINTS, Client
+from .client import DEFAULT_ENDPOINTS, Client, tls_credentials
 from .errors import (
     AlreadyExistsError,
     CairnError,
@@ -56,6 +56,7 @@ __all__ = [
     "WorkflowDefinition",
     "WorkflowRun",
     "workflow",
+    "tls_credentials",
     "Checkpoint",
     "Client",
     "ClusterStatus",

@@ -133,7 +133,6 @@ class AdminCalls:
     endpoints: list[str]
     _call: Callable[..., Any]
     _stub: Callable[[str, str], Any]
-    _call_options: Callable[[], dict[str, Any]]
 
     def put_role(self, name: str, grants: Iterable[Grant | str], *, timeout: float | None = None) -> Role:
         """Create or replace a role; a grant as `Grant(...)` or text (`read,write:billing/`)."""
@@ -194,7 +193,7 @@ class AdminCalls:
     def audit_export(self, *, after_seq: int = 0, endpoint: str | None = None) -> Iterator[AuditRecord]:
         """Every record after `after_seq`, streamed from one node (the first endpoint by default)."""
         stub = self._stub("audit", endpoint or self.endpoints[0])
-        for record in stub.ExportAudit(audit_pb2.ExportAuditRequest(after_seq=after_seq), **self._call_options()):
+        for record in stub.ExportAudit(audit_pb2.ExportAuditRequest(after_seq=after_seq)):
             yield AuditRecord.from_proto(record)
 
     def audit_heads_agree(self, results: Sequence[AuditVerification]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -206,7 +206,17 @@ def _ns(t: datetime | None) -> int:
 class _WorkerPool:
     """`python -m cairn.cli worker run cairn.bench` processes, by worker id; close() ends every one."""
 
-    def __init__(self, endpoints: str, log_dir: Path, workflow_type: str, slots: int, lease: float, name: str):
+    def __init__(
+        self,
+        endpoints: str,
+        log_dir: Path,
+        workflow_type: str,
+        slots: int,
+        lease: float,
+        name: str,
+        env: Mapping[str, str] | None = None,
+    ):
+        self.extra_env = dict(env or {})  # CAIRN_CA, ... for a secure cluster
         self.endpoints, self.log_dir, self.workflow_type = endpoints, log_dir, workflow_type
         self.slots, self.lease, self.name = slots, lease, name
         self.procs: dict[str, subprocess.Popen] = {}
@@ -222,7 +232,7 @@ class _WorkerPool:
             concurrency=self.slots,
             poll_wait=1,  # a SIGTERMed worker finishes its current long poll first: keep stops quick
         )
-        env = {**os.environ, WORKFLOW_TYPE_ENV: self.workflow_type, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.extra_env, WORKFLOW_TYPE_ENV: self.workflow_type, "PYTHONUNBUFFERED": "1"}
         with open(self.log_dir / f"{worker_id}.log", "wb") as log:
             self.procs[worker_id] = subprocess.Popen(
                 cmd,
@@ -505,6 +515,7 @@ def run_workflow_bench(
     recovery_load: float = 0.5,
     seed: int | None = None,
     echo: Callable[..., None],
+    worker_env: Mapping[str, str] | None = None,
 ) -> WorkflowBenchResult:
     """Two parts, each with its own `workers` worker processes of `worker_slots` runs at once:
 
@@ -520,7 +531,7 @@ def run_workflow_bench(
     prefix = f"bench-{workflow_type}-"
     endpoints = ",".join(client.endpoints)
     with tempfile.TemporaryDirectory(prefix="cairn-bench-workers-") as logs:
-        pool = _WorkerPool(endpoints, Path(logs), workflow_type, worker_slots, 10.0, "bench-tput")
+        pool = _WorkerPool(endpoints, Path(logs), workflow_type, worker_slots, 10.0, "bench-tput", worker_env)
         try:
             tput = _measure_throughput(client, pool, f"{prefix}t-", workers, warmup, duration)
         finally:
@@ -534,7 +545,9 @@ def run_workflow_bench(
         runs, start_errors = list(tput.runs), tput.start_errors
         load = recovery_load * tput.per_sec
         if kills > 0:
-            pool = _WorkerPool(endpoints, Path(logs), workflow_type, worker_slots, recovery_lease, "bench-recovery")
+            pool = _WorkerPool(
+                endpoints, Path(logs), workflow_type, worker_slots, recovery_lease, "bench-recovery", worker_env
+            )
             feeder = _Feeder(client, workflow_type, f"{prefix}r-load-", rate=load) if load > 0 else None
             try:
                 for _ in range(workers):
@@ -654,8 +667,11 @@ def run_bench(
     warmup: float = 1.0,
     recovery_lease: float | None = None,
     seed: int | None = None,
+    security: Mapping[str, str] | None = None,
 ) -> list[BenchResult]:
-    """One result per op. For `workflow` (a WorkflowBenchResult): max(2, concurrency) worker processes,
+    """`security`: Client's ca/cert/key/token (paths and the token) for a cluster given by `endpoints`.
+
+    One result per op. For `workflow` (a WorkflowBenchResult): max(2, concurrency) worker processes,
     `duration` seconds of throughput after `warmup`, then `kills` worker kills (see run_workflow_bench)."""
     unknown = [op for op in ops if op not in OPS]
     if unknown:
@@ -679,7 +695,10 @@ def run_bench(
             raise
         endpoints = ",".join(cluster.endpoints)
         echo(f"started a {nodes}-node cluster ({durability}) at {endpoints}")
-    client = Client(endpoints, timeout=30.0)
+    security = dict(security or {})
+    client = Client(endpoints, timeout=30.0, **security)
+    # The workflow op's worker processes get the same credentials (`cairn worker run` reads CAIRN_*).
+    worker_env = {f"CAIRN_{k.upper()}": str(v) for k, v in security.items()}
     try:
         client.wait_ready(60)
         value = "x" * value_size
@@ -701,6 +720,7 @@ def run_bench(
                         recovery_lease=lease,
                         seed=seed,
                         echo=echo,
+                        worker_env=worker_env,
                     )
                 )
                 continue

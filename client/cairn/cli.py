@@ -4,82 +4,32 @@ workers, cluster, bench)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import sys
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .client import DEFAULT_ENDPOINTS, RUN_STATUSES, Client
+from .cli_common import (  # noqa: F401 (ENDPOINTS_ENV and the *_ENV names are part of this module's API)
+    CA_ENV,
+    CERT_ENV,
+    ENDPOINTS_ENV,
+    KEY_ENV,
+    TOKEN_ENV,
+    _client,
+    _common,
+    _emit,
+    _jsonable,
+    _security,
+    _security_options,
+    console,
+)
+from .cli_security import audit, auth
+from .client import RUN_STATUSES, Client
 from .errors import CairnError
-
-ENDPOINTS_ENV = "CAIRN_ENDPOINTS"
-# Not a terminal (a pipe, a file, CI): rich would assume 80 columns and cut table cells.
-console = Console(width=None if sys.stdout.isatty() else 200)
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "raw"}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
-def _emit(ctx: click.Context, value: Any, render: Callable[[Any], None]) -> None:
-    if ctx.obj["json"]:
-        click.echo(json.dumps(_jsonable(value), indent=2, sort_keys=True))
-    else:
-        render(value)
-
-
-def _client(ctx: click.Context) -> Client:
-    return Client(ctx.obj["endpoints"], timeout=ctx.obj["timeout"])
-
-
-def _common(
-    f: Callable | None = None, *, timeout_default: float = 10.0, timeout_help: str = "overall deadline, seconds"
-) -> Callable:
-    """--endpoints, --json and --timeout on every command, at any position.
-
-    `@_common(timeout_default=..., timeout_help=...)` gives --timeout another meaning and default (`workflow
-    wait`: how long to wait); it is still the client's overall deadline."""
-    if f is None:
-        return functools.partial(_common, timeout_default=timeout_default, timeout_help=timeout_help)
-    f = click.option(
-        "--endpoints",
-        envvar=ENDPOINTS_ENV,
-        default=",".join(DEFAULT_ENDPOINTS),
-        show_default=True,
-        help=f"comma-separated gRPC endpoints (env {ENDPOINTS_ENV})",
-    )(f)
-    f = click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")(f)
-    f = click.option("--timeout", type=float, default=timeout_default, show_default=True, help=timeout_help)(f)
-
-    def wrapper(endpoints: str, as_json: bool, timeout: float, **kwargs: Any) -> None:
-        ctx = click.get_current_context()
-        ctx.obj = {"endpoints": endpoints, "json": as_json, "timeout": timeout}
-        try:
-            ctx.invoke(f, endpoints=endpoints, as_json=as_json, timeout=timeout, **kwargs)
-        except CairnError as err:
-            if as_json:
-                click.echo(json.dumps({"error": err.code, "message": err.message}), err=False)
-            else:
-                console.print(f"[red]error[/red] {err.code}: {err.message}", highlight=False)
-            sys.exit(1)
-
-    return functools.wraps(f)(wrapper)
 
 
 def _state_table(s: Any) -> None:
@@ -936,11 +886,17 @@ def _parse_set(_ctx: click.Context, _param: click.Parameter, pairs: tuple[str, .
     callback=_parse_set,
     help="override a node config key for every node, e.g. --set checkpointing.interval=2s (repeatable)",
 )
-def cluster_up(nodes: int, data_dir: str, base_port: int, overrides: dict[str, Any]) -> None:
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="mTLS only, access control and encryption at rest; a CA, certificates and a key are made once under "
+    "DATA_DIR/tls and reused",
+)
+def cluster_up(nodes: int, data_dir: str, base_port: int, overrides: dict[str, Any], secure: bool) -> None:
     """Start NODES node processes on 127.0.0.1 (gRPC on base-port, base-port+1, ...) until Ctrl-C."""
     from cairn_server.local_cluster import run_cluster_up
 
-    sys.exit(run_cluster_up(nodes, data_dir, base_port, echo=click.echo, overrides=overrides))
+    sys.exit(run_cluster_up(nodes, data_dir, base_port, echo=click.echo, overrides=overrides, secure=secure))
 
 
 @main.command()
@@ -968,6 +924,7 @@ def cluster_up(nodes: int, data_dir: str, base_port: int, overrides: dict[str, A
     "--worker-slots", type=click.IntRange(1, 1024), default=8, show_default=True, help="workflow: runs per worker"
 )
 @click.option("--json", "as_json", is_flag=True)
+@_security_options
 def bench(
     endpoints: str | None,
     nodes: int,
@@ -980,9 +937,17 @@ def bench(
     kills: int,
     worker_slots: int,
     as_json: bool,
+    ca: str | None,
+    cert: str | None,
+    key: str | None,
+    token: str | None,
 ) -> None:
     """Measure ops/s and latency percentiles against a cluster."""
     from .bench import run_bench
+
+    security = _security(ca, cert, key, token)
+    if security and endpoints is None:
+        raise click.UsageError("--ca/--cert/--key/--token are for a cluster given with --endpoints")
 
     results = run_bench(
         endpoints=endpoints,
@@ -996,6 +961,7 @@ def bench(
         echo=(lambda *_: None) if as_json else console.print,
         kills=kills,
         worker_slots=worker_slots,
+        security=security,
     )
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
@@ -1015,9 +981,6 @@ def bench(
             f"{r.max_ms:.2f}",
         )
     console.print(table)
-
-
-from .cli_security import audit, auth  # noqa: E402 (registers after the shared options above exist)
 
 main.add_command(auth)
 main.add_command(audit)

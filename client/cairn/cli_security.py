@@ -1,6 +1,6 @@
 """`cairn auth ...` (roles, bindings, tokens) and `cairn audit ...` (tail, export, verify).
 
-Registered on the main command group by cli.py; shares its --endpoints/--json/--timeout handling.
+Registered on the main command group by cli.py; the shared options come from cli_common.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import click
 from rich.table import Table
 
 from .admin import OPERATIONS, AuditRecord, Grant
-from .cli import _client, _common, _emit, _jsonable, console
+from .cli_common import _client, _common, _emit, _jsonable, console
 
 
 @click.group()
@@ -237,14 +237,24 @@ def audit_export(after_seq: int, output: str, **_: Any) -> None:
     default=None,
     help="check a stopped node's data directory (state_storage.connection) instead of the live cluster",
 )
+@click.option(
+    "--key-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="with --data-dir of an encrypted node: its key-encryption key (default: env CAIRN_ENCRYPTION_KEY)",
+)
 @_common
-def audit_verify(data_dir: str | None, **_: Any) -> None:
+def audit_verify(data_dir: str | None, key_file: str | None, **_: Any) -> None:
     """Check the chain: online, every endpoint's replica and that they agree; offline, one node's data."""
     ctx = click.get_current_context()
     if data_dir is not None:
         from cairn_server.audit.offline import verify_data_dir
 
-        result = verify_data_dir(Path(data_dir))
+        try:
+            result = verify_data_dir(Path(data_dir), key_file)
+        except Exception as exc:  # no data there, a wrong or missing key: say which, exit 2
+            console.print(f"[red]error[/red] {exc}", highlight=False)
+            sys.exit(2)
         _emit(ctx, result, lambda r: console.print(_verdict_text(data_dir, r)))
         if not result["ok"]:
             sys.exit(1)

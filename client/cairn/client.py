@@ -7,13 +7,15 @@ its deadline: the cluster applies it at most once and a retry returns the first 
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
-from typing import Any, Literal, TypeVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
 
 import grpc
 
@@ -83,6 +85,90 @@ def open_channel(target: str, credentials: grpc.ChannelCredentials | None = None
     return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
 
 
+# A file path (str or Path) or the PEM itself (bytes, or a str that starts with "-----BEGIN").
+PemSource = Union[str, "os.PathLike[str]", bytes]
+
+
+def read_pem(source: PemSource | None, what: str) -> bytes | None:
+    """The PEM bytes of `source`; InvalidArgumentError naming `what` when a file cannot be read."""
+    if source is None:
+        return None
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, str) and source.lstrip().startswith("-----BEGIN"):
+        return source.encode()
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise InvalidArgumentError(f"{what}: cannot read {os.fspath(source)}: {exc.strerror or exc}") from None
+
+
+def tls_credentials(
+    ca: PemSource | None = None, cert: PemSource | None = None, key: PemSource | None = None
+) -> grpc.ChannelCredentials:
+    """TLS channel credentials: `ca` the roots to trust (default: the system's), `cert`+`key` a client
+    certificate for mTLS (both or neither)."""
+    if (cert is None) != (key is None):
+        raise InvalidArgumentError("a client certificate needs both cert and key")
+    return grpc.ssl_channel_credentials(
+        root_certificates=read_pem(ca, "ca"),
+        private_key=read_pem(key, "key"),
+        certificate_chain=read_pem(cert, "cert"),
+    )
+
+
+class _Metadata(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds fixed metadata (the bearer token) to every call on a channel, streams included."""
+
+    def __init__(self, metadata: Sequence[tuple[str, str]]):
+        self._metadata = tuple(metadata)
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            (*(details.metadata or ()), *self._metadata),
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):  # noqa: ANN001, ANN201
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):  # noqa: ANN001, ANN201
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # noqa: ANN001, ANN201
+        return continuation(self._details(client_call_details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # noqa: ANN001, ANN201
+        return continuation(self._details(client_call_details), request_iterator)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(
+        self,
+        method: str,
+        timeout: float | None,
+        metadata: Sequence[tuple[str, str]],
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+        compression: grpc.Compression | None,
+    ):
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = wait_for_ready
+        self.compression = compression
+
+
 _T = TypeVar("_T")
 
 
@@ -112,9 +198,24 @@ class Client(AdminCalls):
         attempt_timeout: float = 3.0,
         credentials: grpc.ChannelCredentials | None = None,
         stream_writes: bool = False,
+        ca: PemSource | None = None,
+        cert: PemSource | None = None,
+        key: PemSource | None = None,
+        token: str | None = None,
     ):
         """`stream_writes`: persist_state travels over one PersistStream to the leader shared by every thread
-        (many concurrent writers in one process: less work per write on both sides); same answers and errors."""
+        (many concurrent writers in one process: less work per write on both sides); same answers and errors.
+
+        TLS: `ca` (the CA that signed the nodes' certificates; default the system roots) and, for mTLS, `cert`
+        and `key` (this client's certificate), each a file path or the PEM as bytes; giving any of them turns
+        TLS on. `credentials` is the same as ready-made gRPC credentials (not together with those). `token` is
+        sent as `authorization: Bearer <token>` on every call, streams and worker calls included."""
+        if credentials is not None and (ca is not None or cert is not None or key is not None):
+            raise InvalidArgumentError("give either credentials or ca/cert/key, not both")
+        if ca is not None or cert is not None or key is not None:
+            credentials = tls_credentials(ca, cert, key)
+        if token is not None and (not token or any(c in token for c in "\r\n")):
+            raise InvalidArgumentError("token must be a non-empty single line")
         if isinstance(endpoints, str):
             endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
         if not endpoints:
@@ -123,6 +224,7 @@ class Client(AdminCalls):
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
         self._credentials = credentials
+        self._interceptors = [_Metadata([("authorization", f"Bearer {token}")])] if token else []
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
         self._leader: str | None = None
@@ -136,15 +238,13 @@ class Client(AdminCalls):
             channel = self._channels.get(endpoint)
             if channel is None:
                 channel = open_channel(endpoint, self._credentials)
+                if self._interceptors:
+                    channel = grpc.intercept_channel(channel, *self._interceptors)
                 self._channels[endpoint] = channel
             return channel
 
     def _stub(self, service: Service, endpoint: str) -> Any:
         return _STUBS[service](self._channel(endpoint))
-
-    def _call_options(self) -> dict[str, Any]:
-        """Keyword arguments for a stub call made outside `_call` (streams)."""
-        return {}
 
     def _order(self) -> list[str]:
         with self._lock:

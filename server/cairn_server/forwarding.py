@@ -29,6 +29,10 @@ class Forwarder:
         self._default_timeout = default_timeout
         self._credentials = credentials
         self._channels: dict[str, grpc.Channel] = {}
+        # Channels made with credentials since replaced. Not closed at once: closing (or dropping, whose
+        # __del__ closes) a channel cancels the calls still on it, and a forwarded long poll may run for
+        # its caller's whole deadline. Idle, they hold no connection after gRPC's idle timeout; close() ends them.
+        self._retired: list[grpc.Channel] = []
         self._lock = threading.Lock()
 
     def channel(self, address: str) -> grpc.Channel:
@@ -38,6 +42,13 @@ class Forwarder:
             if channel is None:
                 channel = self._channels[address] = open_channel(address, self._credentials)
             return channel
+
+    def set_credentials(self, credentials: grpc.ChannelCredentials | None) -> None:
+        """New calls to peers use these (a rotated node certificate); calls in flight finish on their channel."""
+        with self._lock:
+            self._credentials = credentials
+            self._retired.extend(self._channels.values())
+            self._channels = {}
 
     @staticmethod
     def was_forwarded(context: grpc.ServicerContext) -> bool:
@@ -84,6 +95,7 @@ class Forwarder:
 
     def close(self) -> None:
         with self._lock:
-            channels, self._channels = list(self._channels.values()), {}
+            channels, self._channels = [*self._channels.values(), *self._retired], {}
+            self._retired = []
         for channel in channels:
             channel.close()

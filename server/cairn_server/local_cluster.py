@@ -5,7 +5,11 @@ and reused afterwards, because Raft identifies members by address: a restarted c
 back on the same Raft ports to keep its log and votes meaningful.
 
 Each node keeps its config and log in DATA_DIR/nodeN and its data (RocksDB, Raft snapshot) in
-DATA_DIR/nodeN/data. For the chaos suite, a node can get an environment of its own (`node_env`, for
+DATA_DIR/nodeN/data. A `secure` cluster also has DATA_DIR/tls (made once, then reused; see certs.py): a CA,
+a certificate per node, the admin's client certificate and a key-encryption key; its nodes serve mTLS only,
+with access control and encryption at rest on, and this module's own calls use the admin certificate.
+
+For the chaos suite, a node can get an environment of its own (`node_env`, for
 example its own failpoint file) and, as root, a size-limited data directory (`data_tmpfs_mib`: a tmpfs
 mounted at DATA_DIR/nodeN/data before the node first starts, so that a test can fill its disk);
 `unmount_data()` removes those mounts and is safe to call twice and after a failure.
@@ -27,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .certs import ADMIN, ClusterTls, ensure_cluster_tls
 
 
 def free_base_port(count: int, host: str = "127.0.0.1") -> int:
@@ -108,6 +114,9 @@ class LocalCluster:
     specs: list[NodeSpec] = field(default_factory=list)
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
     secret: str = ""
+    # mTLS between everyone, auth and encryption at rest, with material made under DATA_DIR/tls.
+    secure: bool = False
+    tls: ClusterTls | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -128,12 +137,19 @@ class LocalCluster:
                     f"{self.data_dir} holds a cluster of {layout['nodes']} nodes on base port {layout['base_port']}; "
                     f"use --nodes {layout['nodes']} --base-port {layout['base_port']}, or another --data-dir"
                 )
+            # Its data is encrypted, and its clients hold its certificates: the mode is the directory's.
+            if layout.get("secure", False) != self.secure:
+                was = "with --secure" if layout.get("secure", False) else "without --secure"
+                raise SystemExit(
+                    f"{self.data_dir} holds a cluster made {was}; start it the same way, or use another --data-dir"
+                )
         else:
             layout = {
                 "nodes": self.nodes,
                 "base_port": self.base_port,
                 "raft_ports": [free_base_port(1, self.host) for _ in range(self.nodes)],
                 "secret": secrets.token_urlsafe(32),
+                "secure": self.secure,
             }
             layout_file.write_text(yaml.safe_dump(layout))
             layout_file.chmod(0o600)
@@ -147,9 +163,7 @@ class LocalCluster:
             )
             for i in range(self.nodes)
         ]
-        for spec in self.specs:
-            spec.data_dir.mkdir(parents=True, exist_ok=True)
-            self.write_config(spec)
+        self._write_configs()
 
     def _layout_hosts(self) -> None:
         assert self.hosts is not None and len(self.hosts) == self.nodes
@@ -161,6 +175,12 @@ class LocalCluster:
             NodeSpec(f"node{i + 1}", f"{h}:{self.base_port}", f"{h}:{self.raft_port}", self.data_dir / f"node{i + 1}")
             for i, h in enumerate(self.hosts)
         ]
+        self._write_configs()
+
+    def _write_configs(self) -> None:
+        if self.secure:
+            hosts = [(s.node_id, (s.grpc_address.rpartition(":")[0],)) for s in self.specs]
+            self.tls = ensure_cluster_tls(self.data_dir / "tls", hosts)
         for spec in self.specs:
             spec.data_dir.mkdir(parents=True, exist_ok=True)
             self.write_config(spec)
@@ -182,6 +202,15 @@ class LocalCluster:
             },
             "state_storage": {"type": "rocksdb", "connection": str(spec.node_data_dir), "durability": "fsync"},
         }
+        if self.tls is not None:
+            base["tls"] = {
+                "cert": str(self.tls.node_cert(spec.node_id)),
+                "key": str(self.tls.node_key(spec.node_id)),
+                "ca": str(self.tls.ca),
+                "client_auth": "require",
+            }
+            base["auth"] = {"enabled": True, "bootstrap_admin": ADMIN}
+            base["state_storage"]["encryption"] = {"enabled": True, "key_file": str(self.tls.kek)}
         return _merge(base, self.overrides)
 
     def write_config(self, spec: NodeSpec) -> None:
@@ -191,6 +220,19 @@ class LocalCluster:
     @property
     def endpoints(self) -> list[str]:
         return [s.grpc_address for s in self.specs]
+
+    @property
+    def client_tls(self) -> dict[str, Path]:
+        """Client(**cluster.client_tls): the admin's credentials on a secure cluster, nothing otherwise."""
+        if self.tls is None:
+            return {}
+        return {"ca": self.tls.ca, "cert": self.tls.admin_cert, "key": self.tls.admin_key}
+
+    def client(self, endpoints: list[str] | None = None, **kwargs: Any) -> Any:
+        """A cairn.Client to these nodes (or `endpoints`), with the admin's credentials when secure."""
+        from cairn import Client
+
+        return Client(endpoints or self.endpoints, **self.client_tls, **kwargs)
 
     # ---- processes -----------------------------------------------------------------------------
 
@@ -302,13 +344,11 @@ class LocalCluster:
 
     def node_status(self, i: int, timeout: float = 0.5) -> Any:
         """Node i's own view (cairn.NodeStatus), or None when it is not running or does not answer."""
-        from cairn import Client
-
         if not self.alive(i):
             return None
         endpoint = self.specs[i].grpc_address
         try:
-            with Client([endpoint], timeout=timeout) as client:
+            with self.client([endpoint], timeout=timeout) as client:
                 return client.node_status(endpoint, timeout=timeout)
         except Exception:  # unreachable, paused, starting: no view
             return None
@@ -341,16 +381,23 @@ class LocalCluster:
 
 
 def run_cluster_up(
-    nodes: int, data_dir: str, base_port: int, echo=print, overrides: Mapping[str, Any] | None = None
+    nodes: int,
+    data_dir: str,
+    base_port: int,
+    echo=print,
+    overrides: Mapping[str, Any] | None = None,
+    secure: bool = False,
 ) -> int:
     """Foreground: start the nodes, print endpoints, stop them all on SIGINT/SIGTERM.
 
     `overrides` (nested, like the node config) is merged into every node's config; every node's
-    config is validated before any node starts.
+    config is validated before any node starts. `secure`: mTLS, auth and encryption (DATA_DIR/tls).
     """
     from .config import ConfigError, parse_config
 
-    cluster = LocalCluster(Path(data_dir), nodes=nodes, base_port=base_port, overrides=dict(overrides or {}))
+    cluster = LocalCluster(
+        Path(data_dir), nodes=nodes, base_port=base_port, overrides=dict(overrides or {}), secure=secure
+    )
     for spec in cluster.specs:
         try:
             parse_config(cluster.node_config(spec))
@@ -371,6 +418,13 @@ def run_cluster_up(
     for spec in cluster.specs:
         echo(f"  {spec.node_id}  gRPC {spec.grpc_address}  Raft {spec.raft_address}  log {spec.log_path}")
     echo(f"endpoints: {','.join(cluster.endpoints)}")
+    if cluster.tls is not None:
+        t = cluster.tls
+        echo(f"TLS only (mTLS required); certificates, the CA key and the encryption key are in {t.dir}")
+        flags = f"--ca {t.ca} --cert {t.admin_cert} --key {t.admin_key}"
+        echo(f"  connect: cairn status --endpoints {','.join(cluster.endpoints)} {flags}")
+        echo(f"  or: export CAIRN_CA={t.ca} CAIRN_CERT={t.admin_cert} CAIRN_KEY={t.admin_key}")
+        echo(f"  Python: Client([...], ca={str(t.ca)!r}, cert={str(t.admin_cert)!r}, key={str(t.admin_key)!r})")
     echo("Ctrl-C stops every node.")
     reported: set[int] = set()
     while not stopping:

@@ -58,6 +58,7 @@ from .rpc.writes import REQUEST_OVERHEAD, Writer
 from .statemachine import APPLIED_KEY, StateMachine
 from .storage import RocksStore, is_corruption
 from .storage.encryption import EncryptionError, Keyring
+from .tls import CertificateReloader, TlsMaterial, channel_credentials
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,14 @@ class Node:
             ReadAuditor(self.replica.propose_async) if config.audit.enabled and config.audit.reads else None
         )
         self.barrier = ReadBarrier(self.replica, retry_after=max(0.2, config.raft.election_timeout / 2))
-        self.forwarder = Forwarder(config.limits.request_timeout)
+        # TLS: the listener serves only TLS, and calls to peers (forwarding, digests) use mTLS with this
+        # node's certificate; a rotated certificate reaches both (see tls.py).
+        self.tls: CertificateReloader | None = None
+        if config.tls is not None:
+            self.tls = CertificateReloader(config.tls, on_change=self._tls_changed)
+        self.forwarder = Forwarder(
+            config.limits.request_timeout, self.tls.channel_credentials() if self.tls is not None else None
+        )
         self.membership = Membership(cluster, self.replica)
         writer = Writer(
             machine=self.machine,
@@ -220,7 +228,10 @@ class Node:
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server,
         )
-        self.port = self.server.add_insecure_port(cluster.grpc_address)
+        if self.tls is not None:
+            self.port = self.server.add_secure_port(cluster.grpc_address, self.tls.server_credentials())
+        else:
+            self.port = self.server.add_insecure_port(cluster.grpc_address)
         if self.port == 0:
             raise OSError(f"cannot bind gRPC to {cluster.grpc_address}")
         self._stopped = threading.Event()
@@ -229,6 +240,18 @@ class Node:
 
     def node_stub(self, address: str) -> command_pb2_grpc.NodeServiceStub:
         return command_pb2_grpc.NodeServiceStub(self.forwarder.channel(address))
+
+    # ---- TLS -----------------------------------------------------------------------------------
+
+    def _tls_changed(self, material: TlsMaterial) -> None:
+        self.forwarder.set_credentials(channel_credentials(material))
+
+    def reload_tls(self) -> bool:
+        """SIGHUP: re-read the certificate files now; True when new ones were taken."""
+        if self.tls is None:
+            log.info("SIGHUP: no tls section in the configuration, nothing to reload")
+            return False
+        return self.tls.reload()
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -239,6 +262,8 @@ class Node:
 
     def start(self) -> None:
         self.server.start()
+        if self.tls is not None:
+            self.tls.start()
         self.scheduler.start()
         if self.read_auditor is not None:
             self.read_auditor.start()
@@ -246,8 +271,9 @@ class Node:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
-            "node %s serving gRPC on %s, Raft on %s (%d peers)",
+            "node %s serving gRPC%s on %s, Raft on %s (%d peers)",
             self.config.cluster.node_id,
+            f" over TLS (client_auth {self.config.tls.client_auth})" if self.config.tls else "",
             self.config.cluster.grpc_address,
             self.config.cluster.raft_address,
             len(self.config.cluster.peers),
@@ -263,6 +289,8 @@ class Node:
         if self.read_auditor is not None:
             self.read_auditor.stop()
         self.rotation.stop()
+        if self.tls is not None:
+            self.tls.stop()
         self.replica.stop()
         self.journal.flush()
         self.forwarder.close()
@@ -301,7 +329,7 @@ def _refuse_sealed_values(store: RocksStore) -> None:
 
 
 def run_node(config: Config) -> int:
-    """Run one node in the foreground until SIGINT/SIGTERM."""
+    """Run one node in the foreground until SIGINT/SIGTERM; SIGHUP re-reads the TLS certificate files."""
     try:
         node = Node(config)
     except EncryptionError as exc:  # the message says it all; nothing was opened or changed
@@ -311,16 +339,28 @@ def run_node(config: Config) -> int:
         log.critical("node %s cannot start: %s", config.cluster.node_id, exc, exc_info=True)
         return 1
     stop = threading.Event()
+    reload_requested = [False]
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("signal %d: stopping", signum)
         stop.set()
 
+    def on_hangup(_signum: int, _frame: object) -> None:
+        # Only a flag: the reload reads files and takes locks, which a handler interrupting the main thread
+        # must not; the loop below acts on it within 0.1 s.
+        reload_requested[0] = True
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     node.start()
-    while not stop.wait(0.5):
-        pass
+    while not stop.wait(0.1):
+        if reload_requested[0]:
+            reload_requested[0] = False
+            try:
+                node.reload_tls()
+            except Exception:  # a reload must never stop the node
+                log.exception("TLS reload failed")
     node.stop()
     return 0
 
