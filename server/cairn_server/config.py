@@ -80,6 +80,9 @@ class AuthConfig:
 
     enabled: bool = False
     bootstrap_admin: str | None = None  # an identity name that is an admin before any binding exists
+    # A secret (a file's first line, 32+ characters) that authenticates as bootstrap_admin: for clusters whose
+    # clients cannot present certificates (tls.client_auth: none). Never replicated; only its hash is kept.
+    bootstrap_token_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -367,7 +370,17 @@ def _tls(top: _Section) -> TlsConfig | None:
 
 def _auth(top: _Section) -> AuthConfig:
     a = top.section("auth")
-    auth = AuthConfig(enabled=a.boolean("enabled", False), bootstrap_admin=a.string("bootstrap_admin"))
+    auth = AuthConfig(
+        enabled=a.boolean("enabled", False),
+        bootstrap_admin=a.string("bootstrap_admin"),
+        bootstrap_token_file=_existing_file(a, "bootstrap_token_file", required=False),
+    )
+    if auth.bootstrap_token_file:
+        token = Path(auth.bootstrap_token_file).read_text().strip()
+        if len(token) < 32:
+            raise ConfigError("auth.bootstrap_token_file: the token must be at least 32 characters")
+        if not auth.bootstrap_admin:
+            raise ConfigError("auth.bootstrap_token_file: needs auth.bootstrap_admin (the identity it stands for)")
     if auth.enabled and not auth.bootstrap_admin:
         raise ConfigError(
             "auth.bootstrap_admin: required when auth.enabled is true (the identity that may create the first "

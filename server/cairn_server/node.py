@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent import futures
 from importlib import metadata
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -32,7 +33,7 @@ from cairn_server.internal import command_pb2, command_pb2_grpc
 from . import engine
 from .audit.chain import AuditLog
 from .audit.reads import ReadAuditor
-from .auth.identity import Caller, Claims, audit_identity
+from .auth.identity import Caller, Claims, audit_identity, token_digest
 from .auth.interceptor import AuthInterceptor, Authorizer
 from .auth.store import AuthStore
 from .config import Config
@@ -104,7 +105,9 @@ class Node:
         self.auth_store = AuthStore(self.machine, config.auth.bootstrap_admin)
         self.auth_store.install()
         claims = Claims(cluster.secret)
-        self.authorizer = Authorizer(self.auth_store, claims, config.auth.enabled)
+        bootstrap_file = config.auth.bootstrap_token_file
+        bootstrap = token_digest(Path(bootstrap_file).read_text().strip()) if bootstrap_file else None
+        self.authorizer = Authorizer(self.auth_store, claims, config.auth.enabled, bootstrap)
         self.audit = AuditLog(self.machine)
         self.audit.install()
         self.rotation = KeyRotation(self.machine, self.store, self.keyring, self._fatal)

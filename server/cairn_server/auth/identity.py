@@ -108,10 +108,20 @@ class Claims:
         return caller
 
 
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(b"cairn-bootstrap-token\x00" + token.encode()).digest()
+
+
 def authenticate(
-    context: grpc.ServicerContext, method: str, request: Any, table: AuthTable, claims: Claims
+    context: grpc.ServicerContext,
+    method: str,
+    request: Any,
+    table: AuthTable,
+    claims: Claims,
+    bootstrap_token: bytes | None = None,
 ) -> Caller:
-    """The caller of this RPC; Unauthenticated for a bad token or claim. NOBODY when nothing was presented."""
+    """The caller of this RPC; Unauthenticated for a bad token or claim. NOBODY when nothing was presented.
+    `bootstrap_token`: the digest of auth.bootstrap_token_file's token, which stands for the bootstrap admin."""
     metadata = _metadata(context)
     claimed = claims.verify(method.rsplit("/", 1)[-1], metadata, request)
     if claimed is not None:
@@ -121,7 +131,12 @@ def authenticate(
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
-        return Caller(_token_identity(value.strip(), table), "token")
+        text = value.strip()
+        if bootstrap_token is not None and table.bootstrap_admin and hmac.compare_digest(
+            token_digest(text), bootstrap_token
+        ):
+            return Caller(table.bootstrap_admin, "token")
+        return Caller(_token_identity(text, table), "token")
     name = certificate_identity(context)
     return Caller(name, "certificate") if name else NOBODY
 

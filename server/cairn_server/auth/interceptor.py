@@ -25,14 +25,15 @@ log = logging.getLogger(__name__)
 class Authorizer:
     """The node's access-control decisions, against the replicated tables."""
 
-    def __init__(self, store: AuthStore, claims: Claims, enabled: bool):
+    def __init__(self, store: AuthStore, claims: Claims, enabled: bool, bootstrap_token: bytes | None = None):
         self.store = store
         self.claims = claims
         self.enabled = enabled
+        self.bootstrap_token = bootstrap_token  # digest of auth.bootstrap_token_file's token
 
     def identify(self, context: grpc.ServicerContext, method: str, request: Any) -> Caller:
         try:
-            return authenticate(context, method, request, self.store.table, self.claims)
+            return authenticate(context, method, request, self.store.table, self.claims, self.bootstrap_token)
         except Unauthenticated:
             if self.enabled:
                 raise

@@ -58,7 +58,7 @@ RULES: dict[str, Rule] = {
     W + "RecordStep": Rule(WORK, _wid),
     W + "CompleteWorkflow": Rule(WORK, _wid),
     W + "FailWorkflow": Rule(WORK, _wid),
-    C + "Status": Rule(ANY),
+    C + "Status": Rule(OPEN),  # roles, terms and indexes, no workflow data: probes and tools need it
     C + "Snapshot": Rule(ADMIN),
     C + "TransferLeadership": Rule(ADMIN),
     C + "RotateKeys": Rule(ADMIN),
