@@ -267,3 +267,32 @@ def test_tokens_never_appear_on_disk_or_in_logs(token_cluster: tuple[ClusterHand
     for i in range(handle.size):
         handle.cluster.start_node(i)
     handle.cluster.wait_leader(30)
+
+
+def test_a_persist_stream_checks_each_message(secure: ClusterHandle) -> None:
+    tls, clients = secure.cluster.tls, secure.cluster.tls.dir.parent / "clients"
+    client_for(secure, "alice")  # makes alice's files
+    leader = secure.wait_leader()
+    with Client(
+        [secure.endpoint(leader)], ca=tls.ca, cert=clients / "alice.pem", key=clients / "alice-key.pem",
+        stream_writes=True, timeout=15.0,
+    ) as alice:  # fmt: skip
+        assert alice.persist_state("billing/stream", current_step="a").version == 1
+        with pytest.raises(PermissionDeniedError, match="shipping/stream"):
+            alice.persist_state("shipping/stream", current_step="a")
+        assert alice.persist_state("billing/stream", current_step="b").version == 2  # the stream goes on
+    with pytest.raises(NotFoundError):
+        secure.client.get_state("shipping/stream")
+
+
+def test_admin_actions_are_audited_with_who_did_them(secure: ClusterHandle) -> None:
+    admin = secure.client
+    admin.put_role("audited-role", ["read:audited/"])
+    admin.bind("dave", "audited-role")
+    with pytest.raises(PermissionDeniedError):
+        client_for(secure, "dave").persist_state("audited/1", current_step="x")  # refused: nothing proposed
+    records = admin.audit_records(limit=200, tail=True)
+    admin_ops = [(r.identity, r.operation, r.code) for r in records if r.operation.startswith("auth.")]
+    assert ("admin", "auth.put_role", 0) in admin_ops and ("admin", "auth.bind", 0) in admin_ops
+    assert not [r for r in records if r.workflow_id == "audited/1"]
+    assert all(r.ok for r in admin.audit_verify())
