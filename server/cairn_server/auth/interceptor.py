@@ -42,8 +42,7 @@ class Authorizer:
     def may(self, caller: Caller, operation: str, workflow_id: str = "") -> bool:
         if not self.enabled:
             return True
-        if caller.source == "node":
-            return True  # a peer acting for itself (digests); forwarded callers carry their own identity
+        # A node acting for itself (`cairn:node:*`) only ever passes NODE rules; no role can name it.
         return self.store.table.allows(caller.identity, operation, workflow_id)
 
     def require(self, caller: Caller, operation: str, workflow_id: str = "") -> None:
