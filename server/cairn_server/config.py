@@ -91,7 +91,7 @@ class AuditConfig:
 
     enabled: bool = True
     reads: bool = False  # also record reads (each read then costs a Raft entry, batched)
-    retention: float = 90 * 86400.0  # records older than this are pruned behind a hashed anchor
+    retention: float = 7 * 86400.0  # records older than this are pruned behind a hashed anchor (~200 B each)
 
 
 @dataclass(frozen=True)
@@ -395,7 +395,7 @@ def _audit(top: _Section) -> AuditConfig:
     audit = AuditConfig(
         enabled=a.boolean("enabled", True),
         reads=a.boolean("reads", False),
-        retention=a.duration("retention", 90 * 86400.0, minimum=1.0),
+        retention=a.duration("retention", 7 * 86400.0, minimum=1.0),
     )
     a.done()
     return audit

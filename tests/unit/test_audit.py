@@ -109,6 +109,9 @@ def test_pruning_moves_the_anchor_and_the_rest_still_verifies(tmp_path: Path) ->
     assert kept[0].prev_hash == third.hash
     verdict = verify_store(store)
     assert verdict.ok and verdict.first_seq == 4 and verdict.head_seq == 11, verdict
+    # Again later: the new oldest (4, at 4 s) is read afresh, so 4 and 5 go at 106 s.
+    m.apply(audited(persist("w12", rid="r12", t=106 * SEC), retention_s=100), 12)
+    assert [r.seq for r in records(store)] == list(range(6, 13)) and verify_store(store).ok
     store.close()
 
 

@@ -39,6 +39,9 @@ class AuditLog:
         self.store = machine.store
         self._head = Head.decode(self.store.get(CF, HEAD))
         self._pending: tuple[Batch, Head] | None = None  # the head as of the batch being built
+        # The committed oldest record's time (None: not known): most writes prune nothing, and then need no read.
+        self._oldest_ns: int | None = None
+        self._pruned_in: Batch | None = None
 
     def install(self) -> None:
         self.machine.register("audit_reads", self._apply_reads)
@@ -53,11 +56,15 @@ class AuditLog:
     def _reload(self) -> None:
         self._head = Head.decode(self.store.get(CF, HEAD))
         self._pending = None
+        self._oldest_ns = None
 
     def _written(self, batch: Batch) -> None:
         if self._pending is not None and self._pending[0] is batch:
             self._head = self._pending[1]
+        if self._pruned_in is batch:
+            self._oldest_ns = None  # the oldest records went: read the new oldest when next needed
         self._pending = None
+        self._pruned_in = None
 
     def _tip(self, batch: Batch) -> Head:
         if self._pending is None or self._pending[0] is not batch:
@@ -121,6 +128,8 @@ class AuditLog:
 
     def _prune(self, batch: Batch, before_ns: int) -> None:
         """Delete up to a few committed records older than `before_ns`, oldest first, and move the anchor."""
+        if self._oldest_ns is not None and before_ns <= self._oldest_ns:
+            return  # the oldest committed record is recent enough (the store would say the same)
         anchor = decode_anchor(self.store.get(CF, ANCHOR))
         seq, last_hash, pruned = anchor.first_seq, None, 0
         while pruned < _PRUNE_PER_APPLY and seq <= self._head.seq:
@@ -129,9 +138,12 @@ class AuditLog:
                 break
             record = audit_pb2.AuditRecord.FromString(raw)
             if record.time.ToNanoseconds() >= before_ns:
+                if pruned == 0:
+                    self._oldest_ns = record.time.ToNanoseconds()
                 break
             batch.delete(CF, record_key(seq))
             last_hash, seq, pruned = record.hash, seq + 1, pruned + 1
         if last_hash is not None:
+            self._pruned_in = batch
             moved = command_pb2.AuditAnchor(first_seq=seq, prev_hash=last_hash, pruned=anchor.pruned + pruned)
             batch.put(CF, ANCHOR, moved.SerializeToString(deterministic=True))
