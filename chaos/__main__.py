@@ -42,6 +42,12 @@ def _scenario_args(r: argparse.ArgumentParser) -> None:
     r.add_argument(
         "--stream-writes", action="store_true", help="clients persist over PersistStream (Client(stream_writes=True))"
     )
+    r.add_argument(
+        "--secure",
+        action="store_true",
+        help="mTLS only, access control and encryption at rest (LocalCluster(secure=True)); "
+        "every client, worker and final read uses the admin's certificate",
+    )
     r.add_argument("--keys", type=int, default=4)
     r.add_argument("--interval", default="6", help="seconds between fault injections, or a range such as 2-3")
     r.add_argument("--hold", default="3", help="seconds each fault is held before healing, or a range such as 1-1.5")
@@ -79,6 +85,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
         seed=args.seed,
         clients=args.clients,
         stream_writes=args.stream_writes,
+        secure=args.secure,
         keys=args.keys,
         interval=args.interval,
         hold=args.hold,

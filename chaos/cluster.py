@@ -6,6 +6,11 @@ outside its data directory so that a full disk never stops the nemesis from writ
 server/cairn_server/failpoints.py) and, as root, a size-limited data directory (a tmpfs at
 DATA_DIR/nodeN/data that the disk faults fill with a ballast file). `stop()` removes every mount and
 namespace, also after a failure.
+
+A `secure` cluster is LocalCluster(secure=True): mTLS only (client certificates required), access control
+and encryption at rest on, with its CA, node and admin certificates and key-encryption key under
+DATA_DIR/tls. Every client of the run (workload, nemesis, final reads, workers) then uses the admin's
+credentials, `client_tls` (for worker processes: `client_env`, CAIRN_CA, CAIRN_CERT and CAIRN_KEY).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cairn import Client, NodeStatus
+from cairn.cli_common import CA_ENV, CERT_ENV, KEY_ENV
 from cairn_server.local_cluster import LocalCluster, free_base_port
 
 from .netns import NetnsNetwork, netns_available
@@ -68,6 +74,7 @@ class ChaosCluster:
     # Nodes the nemesis stopped on purpose (kill -9, graceful stop); any other dead node exited by itself.
     downed: set[int] = field(default_factory=set)
     fault_seq: int = 0  # bumped at every node fault injection (recovery watchers stop at the next one)
+    secure: bool = False  # mTLS, auth and encryption at rest (LocalCluster(secure=True))
     _armed: dict[int, dict[str, str]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -76,7 +83,11 @@ class ChaosCluster:
             self.use_netns = False
         env = {UNSAFE_READS_ENV: "1"} if self.unsafe_reads else {}
         overrides = merged(NODE_OVERRIDES, self.overrides)
-        extra = {"node_env": self._node_env if self.failpoints else None, "data_tmpfs_mib": self.data_tmpfs_mib}
+        extra = {
+            "node_env": self._node_env if self.failpoints else None,
+            "data_tmpfs_mib": self.data_tmpfs_mib,
+            "secure": self.secure,
+        }
         if self.use_netns:
             self.net = NetnsNetwork(self.nodes, prefix=self.prefix, subnet=self.subnet).create()
             self.local = LocalCluster(
@@ -115,8 +126,19 @@ class ChaosCluster:
     def endpoints(self) -> list[str]:
         return self.cluster.endpoints
 
-    def client(self, timeout: float = 5.0, attempt_timeout: float = 1.0) -> Client:
-        return Client(self.endpoints, timeout=timeout, attempt_timeout=attempt_timeout)
+    @property
+    def client_tls(self) -> dict[str, Any]:
+        """Client(..., **client_tls): the admin's credentials on a secure cluster, nothing otherwise."""
+        return dict(self.cluster.client_tls)
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """The same credentials for a `cairn` command (a worker process): CAIRN_CA, CAIRN_CERT, CAIRN_KEY."""
+        tls = self.client_tls
+        return {env: str(tls[k]) for k, env in (("ca", CA_ENV), ("cert", CERT_ENV), ("key", KEY_ENV)) if k in tls}
+
+    def client(self, timeout: float = 5.0, attempt_timeout: float = 1.0, endpoints: list[str] | None = None) -> Client:
+        return Client(endpoints or self.endpoints, timeout=timeout, attempt_timeout=attempt_timeout, **self.client_tls)
 
     def status(self, i: int, timeout: float = 0.5) -> NodeStatus | None:
         return None if i in self.paused else self.cluster.node_status(i, timeout)
@@ -276,7 +298,7 @@ class ChaosCluster:
         self.cluster.start_node(i)
 
     def compact(self, i: int) -> None:
-        with Client([self.endpoints[i]], timeout=10) as c:
+        with self.client(timeout=10, attempt_timeout=3.0, endpoints=[self.endpoints[i]]) as c:
             c.snapshot(self.endpoints[i], timeout=10)
 
     def heal_everything(self) -> dict[str, int | None]:

@@ -184,7 +184,12 @@ def write_report(
             if meta.get("workload") in ("workflows", "both")
             else ""
         )
-        + ("; UNSAFE local reads (test-only mode)" if meta.get("unsafe_reads") else ""),
+        + ("; UNSAFE local reads (test-only mode)" if meta.get("unsafe_reads") else "")
+        + (
+            "; secure: true (mTLS with client certificates, access control, encryption at rest)"
+            if meta.get("secure")
+            else "; secure: false"
+        ),
         "",
     ]
     lines += [f"- {note}" for note in meta.get("notes", []) if not note.startswith("left out ")]

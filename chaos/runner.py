@@ -12,8 +12,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cairn import Client
-
 from .checkers import Verdict, linearizability, workflows
 from .checkers import faults as fault_checks
 from .checkers.safety import convergence, exactly_once, liveness, no_lost_writes, per_key_final
@@ -62,6 +60,7 @@ class RunConfig:
     seed: int = 0
     clients: int = 8
     stream_writes: bool = False  # the clients' writes go over PersistStream (Client(stream_writes=True))
+    secure: bool = False  # mTLS, auth and encryption at rest; every client uses the admin's certificate
     keys: int = 4
     interval: float | str = 6.0  # seconds between injections, or a range "2-3"
     hold: float | str = 3.0  # seconds each fault is held, or a range "1-1.5"
@@ -118,6 +117,7 @@ def run(cfg: RunConfig) -> int:
         overrides=WORKFLOW_OVERRIDES if cfg.flows else {},
         failpoints=any(f.needs_failpoints for f in chosen),
         data_tmpfs_mib=cfg.disk_mib if any(f.needs_tmpfs for f in chosen) else 0,
+        secure=cfg.secure,
     )
     recorder = HistoryRecorder()
     faults: list[FaultRecord] = []
@@ -143,18 +143,36 @@ def run(cfg: RunConfig) -> int:
             f"{cfg.nodes} nodes ({'namespaces' if cluster.use_netns else 'loopback'}), workload {cfg.workload}, "
             f"faults: {', '.join(f.name for f in chosen)}"
         )
+        if cluster.secure:
+            cfg.notes.append(
+                "secure cluster: mTLS only (client certificates required), access control and encryption at rest on;"
+                " every client, worker and final read uses the admin's certificate"
+            )
         if cfg.flows:
             cfg.notes.append(f"workflow cluster settings (over the defaults): {WORKFLOW_OVERRIDES}")
         keys = [f"chaos-{k}" for k in range(cfg.keys)] if cfg.state else []
         stop = threading.Event()
         workload = Workload(
-            cluster.endpoints, recorder, keys, clients=cfg.clients, seed=cfg.seed, stream_writes=cfg.stream_writes
+            cluster.endpoints,
+            recorder,
+            keys,
+            clients=cfg.clients,
+            seed=cfg.seed,
+            stream_writes=cfg.stream_writes,
+            tls=cluster.client_tls,
         )
         flows = WorkflowWorkload(
-            cluster.endpoints, recorder, steps=cfg.workflow_steps, rate=cfg.workflow_rate, seed=cfg.seed
+            cluster.endpoints,
+            recorder,
+            steps=cfg.workflow_steps,
+            rate=cfg.workflow_rate,
+            seed=cfg.seed,
+            tls=cluster.client_tls,
         )
         if cfg.flows:
-            pool = WorkerPool(cluster.endpoints, cfg.out / "workers", cfg.workers, cfg.lease_timeout)
+            pool = WorkerPool(
+                cluster.endpoints, cfg.out / "workers", cfg.workers, cfg.lease_timeout, env=cluster.client_env
+            )
             cluster.workers = pool
             pool.start()
             flows.start(stop)
@@ -200,7 +218,7 @@ def run(cfg: RunConfig) -> int:
             cfg.notes.append("the cluster did not fully catch up within 60s after healing")
         final, digests = _final_state(cluster, keys)
         if cfg.flows:
-            with Client(cluster.endpoints, timeout=30) as client:
+            with cluster.client(timeout=30, attempt_timeout=3.0) as client:
                 _log(f"waiting up to {cfg.settle:.0f}s for {len(flows.ids())} started runs to finish")
                 runs = read_final(client, flows.ids(), cfg.settle)
             if not cluster.wait_caught_up(60):
@@ -233,6 +251,7 @@ def run(cfg: RunConfig) -> int:
         "seed": cfg.seed,
         "clients": cfg.clients,
         "stream_writes": cfg.stream_writes,
+        "secure": cluster.secure,
         "keys": cfg.keys,
         "workload": cfg.workload,
         "workers": cfg.workers,
@@ -378,7 +397,7 @@ class Nemesis:
 
 def _final_state(cluster: ChaosCluster, keys: list[str]) -> tuple[dict, dict]:
     final = {}
-    with Client(cluster.endpoints, timeout=30) as client:
+    with cluster.client(timeout=30, attempt_timeout=3.0) as client:
         for key in keys:
             state = client.get_state(key)
             final[key] = {"version": state.version, "history": [(h.version, h.request_id) for h in state.history]}
@@ -388,7 +407,7 @@ def _final_state(cluster: ChaosCluster, keys: list[str]) -> tuple[dict, dict]:
 def _digests(cluster: ChaosCluster, keys: list[str]) -> dict:
     """Every replica's (applied index, version, digest) of each key, for the convergence checker."""
     digests = {}
-    with Client(cluster.endpoints, timeout=30) as client:
+    with cluster.client(timeout=30, attempt_timeout=3.0) as client:
         for key in keys:
             result = client.validate_state(key)
             digests[key] = {

@@ -3,6 +3,7 @@ nemesis kills (-9, then restarts) and stops (SIGSTOP past the lease, then SIGCON
 
 Each worker wN appends its step executions to DIR/wN.events.jsonl (a restarted wN goes on appending) and
 its output to DIR/wN.log. The nodes' addresses are reachable from the root namespace, as for the clients.
+On a secure cluster the workers get the admin's credentials through CAIRN_CA, CAIRN_CERT and CAIRN_KEY.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class WorkerPool:
     count: int = 3
     lease_timeout: float = 2.0
     concurrency: int = 4
+    env: dict[str, str] = field(default_factory=dict)  # over os.environ (CAIRN_CA, ... for a secure cluster)
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
     paused: set[int] = field(default_factory=set)
     starts: int = 0
@@ -66,7 +68,7 @@ class WorkerPool:
                 self._spawn(i)
 
     def _spawn(self, i: int) -> None:
-        env = {**os.environ, EVENTS_ENV: str(self.events_path(i)), WORKER_ENV: self.worker_id(i)}
+        env = {**os.environ, **self.env, EVENTS_ENV: str(self.events_path(i)), WORKER_ENV: self.worker_id(i)}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         with open(self.directory / f"{self.worker_id(i)}.log", "ab") as log:
             self.procs[i] = subprocess.Popen(

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from cairn import Client, InvalidArgumentError, NotFoundError
 from cairn.errors import CairnError
@@ -41,6 +42,7 @@ class WorkflowWorkload:
     read_interval: float = 0.1
     seed: int = 0
     op_timeout: float = 3.0
+    tls: dict[str, Any] = field(default_factory=dict)  # Client(**tls): a secure cluster's admin credentials
     started: list[str] = field(default_factory=list)  # ids whose start was acknowledged or is unknown
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -61,7 +63,7 @@ class WorkflowWorkload:
             return list(self.started)
 
     def _starter(self, process: int, stop: threading.Event) -> None:
-        client = Client(self.endpoints, timeout=self.op_timeout, attempt_timeout=1.0)
+        client = Client(self.endpoints, timeout=self.op_timeout, attempt_timeout=1.0, **self.tls)
         period = 1.0 / self.rate
         due = time.monotonic()
         seq = 0
@@ -94,7 +96,7 @@ class WorkflowWorkload:
 
     def _reader(self, process: int, stop: threading.Event) -> None:
         rng = random.Random(self.seed * 1000 + process)
-        client = Client(self.endpoints, timeout=self.op_timeout, attempt_timeout=1.0)
+        client = Client(self.endpoints, timeout=self.op_timeout, attempt_timeout=1.0, **self.tls)
         try:
             while not stop.wait(self.read_interval):
                 ids = self.ids()

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from cairn import (
     Client,
@@ -42,13 +43,14 @@ class Workload:
     seed: int = 0
     op_timeout: float = 3.0
     stream_writes: bool = False
+    tls: dict[str, Any] = field(default_factory=dict)  # Client(**tls): a secure cluster's admin credentials
     checkpoints: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # key -> [(id, value)]
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def setup(self) -> None:
         """Give every key a first version (recorded like any write)."""
-        with Client(self.endpoints, timeout=30) as client:
+        with Client(self.endpoints, timeout=30, **self.tls) as client:
             for key in self.keys:
                 self._write(client, 0, key, "write", f"init-{key}", None, request_id=f"setup-{key}")
 
@@ -67,7 +69,11 @@ class Workload:
     def _run(self, process: int, stop: threading.Event) -> None:
         rng = random.Random(self.seed * 1000 + process)
         client = Client(
-            self.endpoints, timeout=self.op_timeout, attempt_timeout=1.0, stream_writes=self.stream_writes
+            self.endpoints,
+            timeout=self.op_timeout,
+            attempt_timeout=1.0,
+            stream_writes=self.stream_writes,
+            **self.tls,
         )
         known: dict[str, int] = {}
         ops, weights = list(WEIGHTS), list(WEIGHTS.values())

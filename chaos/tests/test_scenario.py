@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from chaos.netns import netns_available
 
@@ -160,6 +161,89 @@ def test_check_reproduces_the_verdicts_from_the_saved_run(short_run: tuple[Path,
     assert json.loads((out / "verdicts.json").read_text()) == json.loads(before)
 
 
+def secure_cluster_evidence(out: Path) -> list[str]:
+    """What shows that a run's cluster really was secure, node by node; the empty list if all of it does: its
+    config asks for mTLS with client certificates, access control and encryption at rest; its log says it
+    served TLS only; its certificate names its (namespace) address; no value the clients wrote is on disk
+    in plaintext (record keys may be)."""
+    from cryptography import x509
+
+    missing = []
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    written = [h["value"] for h in history if h["f"] in ("write", "cas") and h["type"] == "invoke" and h.get("value")]
+    values = [v.encode() for v in written if v.startswith("init-")] + [v.encode() for v in written[-20:]]
+    assert len(values) >= 20, written
+    for node in sorted((out / "cluster").glob("node[0-9]*")):
+        config = yaml.safe_load((node / "node.yaml").read_text())
+        tls, auth = config.get("tls") or {}, config.get("auth") or {}
+        encryption = config["state_storage"].get("encryption") or {}
+        if tls.get("client_auth") != "require" or not auth.get("enabled") or not encryption.get("enabled"):
+            missing.append(f"{node.name}: config tls={tls} auth={auth} encryption={encryption}")
+        if "serving gRPC over TLS (client_auth require)" not in (node / "node.log").read_text(errors="replace"):
+            missing.append(f"{node.name}: its log does not say it served TLS with client certificates required")
+        host = config["cluster"]["advertise_grpc_address"].rpartition(":")[0]
+        if tls.get("cert"):
+            cert = x509.load_pem_x509_certificate(Path(tls["cert"]).read_bytes())
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            if host not in {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}:
+                missing.append(f"{node.name}: its certificate does not name its address {host}")
+        for path in (f for f in (node / "data").rglob("*") if f.is_file()):
+            data = path.read_bytes()
+            missing += [f"{path}: holds {v!r} in plaintext" for v in values if v in data]
+    return missing
+
+
+@needs_netns
+def test_the_short_scenario_passes_every_checker_on_a_secure_cluster(tmp_path: Path) -> None:
+    """The CI scenario (same faults, seed and timing) with mTLS, access control and encryption at rest on:
+    every client, the nemesis and the final reads use the admin's certificate; the checkers still pass."""
+    out = tmp_path / "run"
+    proc = chaos(
+        "run",
+        "--nodes",
+        "3",
+        "--duration",
+        "40",
+        "--faults",
+        "kill,pause,partition",
+        "--seed",
+        "5",
+        "--interval",
+        "5",
+        "--hold",
+        "2.5",
+        "--secure",
+        "--net-prefix",
+        "czx",
+        "--subnet",
+        "10.214.15",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    verdicts = json.loads((out / "verdicts.json").read_text())
+    assert {v["name"]: v["status"] for v in verdicts} == {
+        "linearizable": "pass",
+        "no-lost-writes": "pass",
+        "exactly-once": "pass",
+        "convergence": "pass",
+        "liveness": "pass",
+    }
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["secure"] is True and meta["netns"] is True
+    assert "secure: true" in (out / "report.md").read_text()
+    faults = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
+    assert len(faults) >= 4 and all(f["end_ns"] > f["start_ns"] and not f["error"] for f in faults), faults
+    assert any(f["name"].startswith("partition-") for f in faults), f"no partition ran: {faults}"
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert {h["f"] for h in history} == {"read", "write", "cas", "checkpoint", "recover"}
+    # Acknowledged, over TLS: nothing the checkers passed was vacuous (all calls refused would pass them too).
+    ok = [h["f"] for h in history if h["type"] == "ok"]
+    assert sum(f in ("write", "cas") for f in ok) > 50 and ok.count("read") > 50, sorted(set(ok))
+    assert secure_cluster_evidence(out) == []
+    assert leftovers("czx") == [] and processes_of(out) == []
+
+
 def workers_of(out: Path) -> list[int]:
     """Processes whose environment points at this run's worker events (none may outlive the run)."""
     marker = f"CHAOS_EVENTS={out}".encode()
@@ -234,10 +318,15 @@ def test_a_workflow_scenario_with_worker_faults_passes_every_checker(
     assert counts["workflows_completed"] == counts["workflows_started"] + counts["unknown_starts_that_exist"]
 
 
-def test_the_unsafe_read_mode_is_caught_as_stale_reads(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("secure", "prefix", "subnet"), [(False, "czu", "10.214.10"), (True, "czv", "10.214.16")], ids=["plain", "secure"]
+)
+def test_the_unsafe_read_mode_is_caught_as_stale_reads(tmp_path: Path, secure: bool, prefix: str, subnet: str) -> None:
+    """Secure too: the stale reads come over mTLS with the admin's certificate, and the checker catches them."""
     faults = "partition-leader" if netns_available() else "pause-leader-long"
     proc = chaos(
         "run",
+        *(["--secure"] if secure else []),
         "--nodes",
         "3",
         "--duration",
@@ -252,9 +341,9 @@ def test_the_unsafe_read_mode_is_caught_as_stale_reads(tmp_path: Path) -> None:
         "4",
         "--unsafe-reads",
         "--net-prefix",
-        "czu",
+        prefix,
         "--subnet",
-        "10.214.10",
+        subnet,
         "--out",
         str(tmp_path / "unsafe"),
     )
@@ -262,7 +351,10 @@ def test_the_unsafe_read_mode_is_caught_as_stale_reads(tmp_path: Path) -> None:
     verdicts = {v["name"]: v for v in json.loads((tmp_path / "unsafe" / "verdicts.json").read_text())}
     assert verdicts["linearizable"]["status"] == "FAIL"
     assert any("read ->" in v and "cannot be linearized" in v for v in verdicts["linearizable"]["violations"])
-    assert leftovers("czu") == [] and processes_of(tmp_path / "unsafe") == []
+    assert json.loads((tmp_path / "unsafe" / "run.json").read_text())["secure"] is secure
+    if secure:
+        assert secure_cluster_evidence(tmp_path / "unsafe") == []
+    assert leftovers(prefix) == [] and processes_of(tmp_path / "unsafe") == []
 
 
 class Output:

@@ -212,8 +212,20 @@ class ClusterTls:
         return Issued(self.ca.read_bytes(), self.ca_key.read_bytes())
 
 
+def _names_all(cert_path: Path, hosts: Sequence[str]) -> bool:
+    """Whether the certificate at `cert_path` has every one of `hosts` among its subject alternative names."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return not hosts
+    return set(_san(hosts)) <= set(names)
+
+
 def _ensure_pair(ca: Issued, cert_path: Path, key_path: Path, common_name: str, hosts: Sequence[str]) -> None:
-    if cert_path.exists() and key_path.exists():
+    # Kept if it still names every host; re-issued by the same CA if a host changed (the same data directory
+    # reused on other addresses, e.g. another network-namespace subnet): no client's trust changes.
+    if cert_path.exists() and key_path.exists() and _names_all(cert_path, hosts):
         return
     issued = issue(ca, common_name, hosts=hosts)
     write_private(key_path, issued.key)

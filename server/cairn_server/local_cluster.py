@@ -170,6 +170,12 @@ class LocalCluster:
         secret_file = self.data_dir / "cluster.secret"
         if not secret_file.exists():
             secret_file.write_text(secrets.token_urlsafe(32))
+        elif (self.data_dir / "tls" / "kek.key").exists() != self.secure:
+            # As in _layout: its data is encrypted or not, and its clients hold its certificates or not.
+            was = "without" if self.secure else "with"
+            raise SystemExit(
+                f"{self.data_dir} holds a cluster made {was} secure; start it the same way, or use another one"
+            )
         self.secret = secret_file.read_text()
         self.specs = [
             NodeSpec(f"node{i + 1}", f"{h}:{self.base_port}", f"{h}:{self.raft_port}", self.data_dir / f"node{i + 1}")
