@@ -1,8 +1,9 @@
 """`python -m bench compare ...`: Cairn vs etcd 3.4 on fresh local 3-node clusters, the same load for both.
 `python -m bench failover ...`: the leader SIGKILLed to the next acknowledged write, on each system.
+`python -m bench security ...`: Cairn's persist with TLS, auth, encryption at rest and the audit log on and off.
 
-Exit status 1 when any measurement had errors or a failover round never recovered (they are in the tables
-and the JSON, never dropped).
+Exit status 1 when any measurement had errors, a failover round never recovered or a security variant failed
+(they are in the tables and the JSON, never dropped).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from bench.failover import SYSTEMS, FailoverConfig, Round, defaults_note, load_a
 from bench.failover import print_report as print_failover_report
 from bench.failover import write_json as write_failover_json
 from bench.report import print_report
+from bench.security import VARIANT_NAMES, Failure, SecurityConfig, run_security
+from bench.security import Result as SecurityResult
+from bench.security import print_report as print_security_report
+from bench.security import write_json as write_security_json
 
 
 def _csv(kind: type) -> click.types.FuncParamType:
@@ -174,6 +179,77 @@ def failover(
         if not complete:
             console.print(f"[bold red]incomplete run[/]: {len(rounds)} round(s) finished")
     if any(r.failed for r in rounds):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--variants",
+    type=_csv(str),
+    default=",".join(VARIANT_NAMES),
+    show_default=True,
+    metavar="VARIANT,...",
+    help="measured in this canonical order (reversed on odd repeats)",
+)
+@click.option(
+    "--concurrency", type=_csv(int), default="1,32", show_default=True, metavar="N,...", help="concurrency levels"
+)
+@click.option("--duration", type=float, default=10.0, show_default=True, help="measured seconds per level")
+@click.option("--warmup", type=float, default=2.0, show_default=True, help="unmeasured seconds before each")
+@click.option("--repeats", type=int, default=3, show_default=True, help="a fresh cluster per variant per repeat")
+@click.option("--value-size", type=int, default=1024, show_default=True, help="bytes per written value")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="deadline of each call, seconds")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="write every result here")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="parent of the clusters' temporary data directories (default: the system's temp dir)",
+)
+def security(
+    variants: list[str],
+    concurrency: list[int],
+    duration: float,
+    warmup: float,
+    repeats: int,
+    value_size: int,
+    timeout: float,
+    json_path: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """The cost of the audit log, TLS (mTLS), auth and encryption at rest on Cairn's persist (3-node clusters).
+
+    Variants, each adding one mechanism to the one before: plain (all off), audit, tls, tls+auth,
+    tls+auth+enc (= cluster up --secure). See bench/security.py for what each isolates.
+    """
+    try:
+        config = SecurityConfig(variants, concurrency, duration, warmup, repeats, value_size, timeout, data_dir)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    signals.install()  # Ctrl-C and SIGTERM unwind: every cluster started here is stopped on the way out
+    env = environment(None)
+    env["load_average_start"] = load_average()
+    console.print(
+        f"security: persist ({config.value_size} B values, unary) on variants {','.join(config.variants)}; "
+        f"concurrency {','.join(map(str, concurrency))}; {warmup:g}s warm-up + {duration:g}s each; "
+        f"{repeats} repeat(s), a fresh 3-node cluster per variant per repeat"
+    )
+    results: list[SecurityResult] = []
+    failures: list[Failure] = []
+    complete = False
+    try:
+        run_security(config, lambda line: console.print(line, soft_wrap=True), results, failures)
+        complete = True
+    finally:
+        env["load_average_end"] = load_average()
+        if json_path is not None:
+            write_security_json(json_path, config, env, results, failures, complete)
+        if results or failures:
+            print_security_report(results, failures, config, console)
+        console.print(f"load average: {env['load_average_start']} at start, {env['load_average_end']} at the end")
+        if not complete:
+            console.print(f"[bold red]incomplete run[/]: {len(results)} measurement(s) finished")
+    if failures or any(r.measurement.errors for r in results):
         sys.exit(1)
 
 
