@@ -164,3 +164,13 @@ def test_verify_names_the_first_broken_record_for_each_tampering(tmp_path: Path)
     for name, (change, seq, words) in cases.items():
         verdict = _tampered(tmp_path, name, change)
         assert not verdict.ok and verdict.broken_seq == seq and words in verdict.problem, (name, verdict)
+
+
+def test_sealing_in_one_pass_equals_hashing_the_record() -> None:
+    from cairn_server.audit.verify import sealed
+
+    record = audit_pb2.AuditRecord(seq=7, identity="é", operation="persist", workflow_id="w", code=10, raft_index=3)
+    record.prev_hash = b"\x01" * 32
+    digest, encoded = sealed(record)
+    record.hash = record_hash(record)
+    assert digest == record.hash and encoded == record.SerializeToString(deterministic=True)

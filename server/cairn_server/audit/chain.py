@@ -14,7 +14,7 @@ from cairn_server.internal import command_pb2
 
 from ..statemachine import StateMachine, ts
 from ..storage import Batch
-from .verify import ANCHOR, HEAD, Head, decode_anchor, record_hash, record_key
+from .verify import ANCHOR, HEAD, Head, decode_anchor, record_key, sealed
 
 CF = "audit"
 _PRUNE_PER_APPLY = 64
@@ -120,9 +120,9 @@ class AuditLog:
             raft_index=index,
             prev_hash=tip.hash,
         )
-        record.hash = record_hash(record)
-        batch.put(CF, record_key(record.seq), record.SerializeToString(deterministic=True))
-        head = Head(record.seq, record.hash)
+        digest, encoded = sealed(record)
+        batch.put(CF, record_key(record.seq), encoded)
+        head = Head(record.seq, digest)
         batch.put(CF, HEAD, head.encode())
         self._pending = (batch, head)
 

@@ -24,11 +24,22 @@ def record_key(seq: int) -> bytes:
     return RECORD + u64(seq)
 
 
+_HASH_FIELD = b"\x5a\x20"  # field 11 (hash), length-delimited, 32 bytes: always last in field-number order
+
+
 def record_hash(record: audit_pb2.AuditRecord) -> bytes:
     body = audit_pb2.AuditRecord()
     body.CopyFrom(record)
     body.ClearField("hash")
     return hashlib.sha256(body.SerializeToString(deterministic=True)).digest()
+
+
+def sealed(record: audit_pb2.AuditRecord) -> tuple[bytes, bytes]:
+    """(hash, encoded record with that hash) for a record whose `hash` is empty, serializing it once: a
+    deterministic encoding writes fields in number order, so the hash field goes last."""
+    body = record.SerializeToString(deterministic=True)
+    digest = hashlib.sha256(body).digest()
+    return digest, body + _HASH_FIELD + digest
 
 
 @dataclass(frozen=True)
