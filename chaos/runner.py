@@ -14,7 +14,7 @@ from typing import Any
 
 from .checkers import Verdict, linearizability, workflows
 from .checkers import faults as fault_checks
-from .checkers.safety import convergence, exactly_once, liveness, no_lost_writes, per_key_final
+from .checkers.safety import audit_log, convergence, exactly_once, liveness, no_lost_writes, per_key_final
 from .cluster import WORKFLOW_OVERRIDES, ChaosCluster
 from .history import HistoryRecorder, Operation, operations, read_events
 from .nemesis import FAULTS, Fault, corruption_evidence, select
@@ -225,6 +225,7 @@ def run(cfg: RunConfig) -> int:
                 caught_up = False
                 cfg.notes.append("the cluster did not fully catch up within 60s after the runs finished")
             digests.update(_digests(cluster, [wid for wid, r in runs.items() if not r.get("missing")]))
+        audit = _audit_state(cluster)
         final_wall_ns = time.time_ns()
     finally:
         try:
@@ -239,6 +240,8 @@ def run(cfg: RunConfig) -> int:
                 ordered = sorted(faults, key=lambda f: f.start_ns)
             (cfg.out / "faults.jsonl").write_text("".join(json.dumps(asdict(f)) + "\n" for f in ordered))
             saved = {"final": final, "digests": digests} | ({"workflows": runs} if runs is not None else {})
+            if audit is not None:
+                saved["audit"] = audit
             (cfg.out / "final.json").write_text(json.dumps(saved, indent=1))
         finally:
             left_mounted = cluster.stop()
@@ -404,6 +407,20 @@ def _final_state(cluster: ChaosCluster, keys: list[str]) -> tuple[dict, dict]:
     return final, _digests(cluster, keys)
 
 
+def _audit_state(cluster: ChaosCluster) -> dict:
+    """Every replica's verdict on its audit chain, whether the replicas hold the same chain, and the request ids
+    the chain records as applied (OK), for the audit checker."""
+    with cluster.client(timeout=60, attempt_timeout=10.0) as client:
+        nodes = client.audit_verify()
+        agree = client.audit_heads_agree(nodes)
+        applied = sorted({r.request_id for r in client.audit_export() if r.code == 0 and r.request_id})
+    return {
+        "nodes": [{"node": n.node_id, "ok": n.ok, "head_seq": n.head_seq, "problem": n.problem} for n in nodes],
+        "agree": {"ok": agree["ok"], "message": agree["message"]},
+        "applied_request_ids": applied,
+    }
+
+
 def _digests(cluster: ChaosCluster, keys: list[str]) -> dict:
     """Every replica's (applied index, version, digest) of each key, for the convergence checker."""
     digests = {}
@@ -438,6 +455,8 @@ def check_dir(out: Path, time_limit: float = 60.0) -> int:
         ]
     no_digests = Verdict("convergence", False, ["no replica digests were read"])
     verdicts.append(convergence(digests) if digests else no_digests)
+    if "audit" in saved:  # runs saved before the audit log existed have none
+        verdicts.append(audit_log(saved["audit"], final))
     if workload in ("state", "both"):
         verdicts.append(liveness(ops, meta.get("last_heal_ns"), meta.get("end_ns") or 0))
     counts = None

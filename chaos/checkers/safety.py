@@ -66,6 +66,21 @@ def convergence(digests: dict[str, dict[str, tuple[int, int, str]]]) -> Verdict:
     return Verdict("convergence", not violations, violations, {"keys": len(digests)})
 
 
+def audit_log(audit: dict, final: dict[str, dict]) -> Verdict:
+    """After healing, every replica's audit chain verifies, the replicas hold the same chain, and every write in
+    the final histories (committed, whoever saw its answer) was audited as applied."""
+    violations = [f"{n['node']}: audit chain broken: {n['problem']}" for n in audit["nodes"] if not n["ok"]]
+    if not audit["agree"]["ok"]:
+        violations.append(f"audit chains differ: {audit['agree']['message']}")
+    applied = set(audit["applied_request_ids"])
+    for key, state in sorted(final.items()):
+        for version, request_id in state["history"]:
+            if request_id and request_id not in applied:
+                violations.append(f"{key} v{version} (request {request_id}) is in the history but not in the audit log")
+    heads = {n["node"]: n["head_seq"] for n in audit["nodes"]}
+    return Verdict("audit", not violations, violations[:50], {"heads": heads, "audited_writes": len(applied)})
+
+
 def liveness(
     ops: list[Operation], last_heal_ns: int | None, end_ns: int, bound_s: float = 10.0, gap_s: float = 1.0
 ) -> Verdict:

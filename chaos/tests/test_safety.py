@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chaos.checkers.safety import convergence, exactly_once, liveness, no_lost_writes
+from chaos.checkers.safety import audit_log, convergence, exactly_once, liveness, no_lost_writes
 from chaos.history import INFO, OK, Operation
 
 
@@ -55,3 +55,18 @@ def test_liveness() -> None:
     assert verdict.details["unavailability_windows"] == [{"at_s": 1.0, "length_s": 7.0}]
     stuck = liveness(ops[:2], last_heal_ns=3 * s, end_ns=20 * s, bound_s=5)
     assert not stuck.valid and "no write succeeded" in stuck.violations[0]
+
+
+def test_audit_log() -> None:
+    final = {"k": {"version": 2, "history": [(1, "r1"), (2, "r2")]}}
+    nodes = [{"node": f"n{i}", "ok": True, "head_seq": 9, "problem": ""} for i in range(3)]
+    agree = {"ok": True, "message": "record 9: every node holds the same hash"}
+    good = {"nodes": nodes, "agree": agree, "applied_request_ids": ["r1", "r2", "other"]}
+    assert audit_log(good, final).valid
+    missing = audit_log({**good, "applied_request_ids": ["r1"]}, final)
+    assert not missing.valid and "request r2" in missing.violations[0]
+    broken_node = {**nodes[1], "ok": False, "problem": "record 4 was altered"}
+    broken = audit_log({**good, "nodes": [nodes[0], broken_node, nodes[2]]}, final)
+    assert not broken.valid and "n1: audit chain broken: record 4 was altered" in broken.violations
+    differ = audit_log({**good, "agree": {"ok": False, "message": "replicas differ"}}, final)
+    assert not differ.valid and "differ" in differ.violations[0]

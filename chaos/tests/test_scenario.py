@@ -136,6 +136,7 @@ def test_a_short_scenario_passes_every_checker(short_run: tuple[Path, subprocess
         "exactly-once": "pass",
         "convergence": "pass",
         "liveness": "pass",
+        "audit": "pass",
     }
     meta = json.loads((out / "run.json").read_text())
     assert (meta["net_prefix"], meta["subnet"]) == ("czk", "10.214.9")
@@ -228,6 +229,7 @@ def test_the_short_scenario_passes_every_checker_on_a_secure_cluster(tmp_path: P
         "exactly-once": "pass",
         "convergence": "pass",
         "liveness": "pass",
+        "audit": "pass",
     }
     meta = json.loads((out / "run.json").read_text())
     assert meta["secure"] is True and meta["netns"] is True
