@@ -4,6 +4,7 @@ online and offline, each kind of tampering on a stopped node's files named, and 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -127,3 +128,21 @@ def test_reads_are_audited_when_asked(tmp_path: Path) -> None:
         found = wait_until(read_records, 20, "the read's audit record")
         assert found[0].code == 0 and found[0].identity == "anonymous"
         assert all(r.ok for r in wait_until(lambda: heads_equal(c), 20, "audit heads to agree"))
+
+
+def test_offline_verify_of_an_encrypted_node_needs_its_key(tmp_path: Path) -> None:
+    with closing(start_cluster(tmp_path, nodes=1, secure=True)) as handle:
+        for i in range(5):
+            handle.client.persist_state(f"enc/{i}", current_step="s")
+        data, kek = handle.cluster.specs[0].node_data_dir, handle.cluster.tls.kek
+    with_key = cli("audit", "verify", "--data-dir", str(data), "--key-file", str(kek), "--json")
+    assert with_key.returncode == 0, with_key.stdout + with_key.stderr
+    assert json.loads(with_key.stdout)["checked"] >= 5
+    without = subprocess.run(
+        [CAIRN, "audit", "verify", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "CAIRN_ENCRYPTION_KEY"},
+    )
+    assert without.returncode == 2 and "CAIRN_ENCRYPTION_KEY" in without.stdout + without.stderr, without
