@@ -72,6 +72,12 @@ class PermissionDenied(CairnError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
 
+def quoted(value: str, limit: int = 64) -> str:
+    """A caller's value as it may appear in an error message: quoted and cut (a status message travels in
+    HTTP/2 headers, and an over-long one turns the real code into RESOURCE_EXHAUSTED)."""
+    return repr(value[:limit]) + ("…" if len(value) > limit else "")
+
+
 _BY_CODE = {
     cls.code.value[0]: cls
     for cls in (

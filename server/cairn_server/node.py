@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cairn.v1 import (
@@ -52,6 +52,7 @@ from .rpc.audit_service import AuditService
 from .rpc.auth_service import AuthService
 from .rpc.cluster_service import ClusterService
 from .rpc.decoding import DecodeErrorsAreInvalidArgument
+from .rpc.health import Health
 from .rpc.reads import Reader
 from .rpc.state_service import NodeService, StateService
 from .rpc.workflow_service import WorkflowService
@@ -174,7 +175,7 @@ class Node:
             unsafe_local_reads=self.unsafe_local_reads,
         )
 
-        self.health = health.HealthServicer()
+        self.health = Health()
         self.server = grpc.server(
             # Long polls (PollWork) hold a thread each while they wait.
             futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="grpc"),

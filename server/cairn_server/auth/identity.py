@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from .. import clock
-from ..errors import Unauthenticated
+from ..errors import Unauthenticated, quoted
 from . import tokens
 from .model import AuthTable
 
@@ -148,7 +148,7 @@ def _token_identity(text: str, table: AuthTable) -> str:
     token_id, secret = parsed
     stored = table.tokens.get(token_id)
     if stored is None or not tokens.matches(stored, secret):
-        raise Unauthenticated(f"token {token_id} is not valid (revoked, or never issued by this cluster)")
+        raise Unauthenticated(f"token {quoted(token_id)} is not valid (revoked, or never issued by this cluster)")
     if tokens.expired(stored, clock.now_ns()):
-        raise Unauthenticated(f"token {token_id} has expired")
+        raise Unauthenticated(f"token {quoted(token_id)} has expired")
     return stored.identity

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from ..errors import CairnError, PermissionDenied, Unauthenticated
+from ..errors import CairnError, PermissionDenied, Unauthenticated, quoted
 from .identity import NOBODY, Caller, Claims, authenticate, reset_current, set_current
 from .model import ADMIN, READ
 from .rules import ANY, NODE, OPEN, RULES, SOMEWHERE, Rule
@@ -48,8 +48,8 @@ class Authorizer:
     def require(self, caller: Caller, operation: str, workflow_id: str = "") -> None:
         """PermissionDenied unless the caller may do `operation` on this workflow."""
         if not self.may(caller, operation, workflow_id):
-            where = f"workflow {workflow_id!r}" if workflow_id else "the cluster"
-            raise PermissionDenied(f"{caller.identity!r} may not {operation} on {where} (no role grants it)")
+            where = f"workflow {quoted(workflow_id)}" if workflow_id else "the cluster"
+            raise PermissionDenied(f"{quoted(caller.identity)} may not {operation} on {where} (no role grants it)")
 
     def may_somewhere(self, caller: Caller, operation: str) -> bool:
         return not self.enabled or self.store.table.allows_somewhere(caller.identity, operation)
@@ -84,7 +84,7 @@ class Authorizer:
             return
         if rule.scope == SOMEWHERE:
             if not self.may_somewhere(caller, rule.operation):
-                raise PermissionDenied(f"{caller.identity!r} may not {rule.operation} on any workflow")
+                raise PermissionDenied(f"{quoted(caller.identity)} may not {rule.operation} on any workflow")
             return
         if rule.workflow_ids is None:
             self.require(caller, rule.operation)

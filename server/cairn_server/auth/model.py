@@ -76,10 +76,17 @@ class AuthTable:
         return self.allows(identity, ADMIN)
 
 
+def role_name_problem(name: str) -> str | None:
+    if not name or len(name) > 128 or not name.isprintable():
+        return "role name: 1 to 128 printable characters"
+    return None
+
+
 def role_problem(role: auth_pb2.Role) -> str | None:
     """Why a role cannot be stored, or None."""
-    if not role.name or len(role.name) > 128 or not role.name.isprintable():
-        return "role name: 1 to 128 printable characters"
+    problem = role_name_problem(role.name)
+    if problem:
+        return problem
     if not role.grants:
         return f"role {role.name!r} has no grants"
     for n, grant in enumerate(role.grants):

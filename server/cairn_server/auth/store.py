@@ -12,6 +12,7 @@ import threading
 from cairn.v1 import auth_pb2
 from cairn_server.internal import command_pb2
 
+from ..errors import quoted
 from ..statemachine import ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, OK, StateMachine, reject
 from ..storage import Batch
 from .model import AuthTable, identity_problem, role_problem
@@ -71,12 +72,11 @@ class AuthStore:
         elif kind == "delete_role":
             name = op.delete_role
             if store.get(CF, _ROLE + name.encode()) is None:
-                return reject(NOT_FOUND, f"role {name!r} does not exist")
+                return reject(NOT_FOUND, f"role {quoted(name)} does not exist")
             bound = sorted(i for i, roles in self.table.bindings.items() if name in roles)
             if bound:
-                return reject(
-                    FAILED_PRECONDITION, f"role {name!r} is bound to {', '.join(bound[:5])}: unbind it first"
-                )
+                who = ", ".join(quoted(b) for b in bound[:5])
+                return reject(FAILED_PRECONDITION, f"role {quoted(name)} is bound to {who}: unbind it first")
             batch.delete(CF, _ROLE + name.encode())
         elif kind in ("bind", "unbind"):
             change = op.bind if kind == "bind" else op.unbind
@@ -86,13 +86,13 @@ class AuthStore:
             binding = self._binding(change.identity)
             if kind == "bind":
                 if store.get(CF, _ROLE + change.role.encode()) is None:
-                    return reject(NOT_FOUND, f"role {change.role!r} does not exist")
+                    return reject(NOT_FOUND, f"role {quoted(change.role)} does not exist")
                 if change.role not in binding.roles:
                     binding.roles.append(change.role)
                     binding.roles.sort()
             else:
                 if change.role not in binding.roles:
-                    return reject(NOT_FOUND, f"{change.identity!r} is not bound to role {change.role!r}")
+                    return reject(NOT_FOUND, f"{quoted(change.identity)} is not bound to role {quoted(change.role)}")
                 binding.roles.remove(change.role)
             key = _BIND + change.identity.encode()
             if binding.roles:
@@ -105,12 +105,12 @@ class AuthStore:
             token = op.create_token
             key = _TOKEN + token.token_id.encode()
             if store.get(CF, key) is not None:
-                return reject(ALREADY_EXISTS, f"token id {token.token_id!r} is taken")
+                return reject(ALREADY_EXISTS, f"token id {quoted(token.token_id)} is taken")
             batch.put(CF, key, token.SerializeToString(deterministic=True))
         elif kind == "revoke_token":
             key = _TOKEN + op.revoke_token.encode()
             if store.get(CF, key) is None:
-                return reject(NOT_FOUND, f"token {op.revoke_token!r} does not exist")
+                return reject(NOT_FOUND, f"token {quoted(op.revoke_token)} does not exist")
             batch.delete(CF, key)
         else:
             return reject(INVALID_ARGUMENT, "empty auth change")

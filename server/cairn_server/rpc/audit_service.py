@@ -16,6 +16,7 @@ from ..storage import RocksStore
 from .status import handles_errors
 
 _MAX_LIST = 1000
+_LAST_SEQ = 2**64 - 1
 
 
 def verify_store(store: RocksStore) -> audit_pb2.VerifyAuditResponse:
@@ -47,6 +48,8 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         return self.membership.leader_grpc(raft_address)
 
     def _records(self, after_seq: int) -> Iterator[audit_pb2.AuditRecord]:
+        if after_seq >= _LAST_SEQ:
+            return  # nothing can come after the largest sequence number
         start = record_key(after_seq + 1)
         for _, value in self.machine.store.scan(CF, RECORD, start=start):
             yield audit_pb2.AuditRecord.FromString(value)

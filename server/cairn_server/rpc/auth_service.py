@@ -13,7 +13,7 @@ from cairn_server.internal import command_pb2
 
 from ..auth import identity, tokens
 from ..auth.interceptor import Authorizer
-from ..auth.model import ENUM_FOR, identity_problem, role_problem, sorted_roles
+from ..auth.model import ENUM_FOR, identity_problem, role_name_problem, role_problem, sorted_roles
 from ..errors import InvalidArgument
 from ..membership import Membership
 from ..statemachine import ts
@@ -68,8 +68,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
     @handles_errors
     def DeleteRole(self, request: auth_pb2.DeleteRoleRequest, context):
-        if not request.name:
-            raise InvalidArgument("name: required")
+        problem = role_name_problem(request.name)
+        if problem:
+            raise InvalidArgument(problem)
         relayed = self._on_leader("DeleteRole", request, context)
         if relayed is not None:
             return relayed
@@ -84,8 +85,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         problem = identity_problem(request.identity)
         if problem:
             raise InvalidArgument(problem)
-        if not request.role:
-            raise InvalidArgument("role: required")
+        problem = role_name_problem(request.role)
+        if problem:
+            raise InvalidArgument(problem)
         relayed = self._on_leader(method, request, context)
         if relayed is not None:
             return relayed
@@ -138,8 +140,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
     @handles_errors
     def RevokeToken(self, request: auth_pb2.RevokeTokenRequest, context):
-        if not request.token_id:
-            raise InvalidArgument("token_id: required")
+        if not request.token_id or len(request.token_id) > 64 or not request.token_id.isalnum():
+            raise InvalidArgument("token_id: the id `cairn auth token list` shows (letters and digits, 1 to 64)")
         relayed = self._on_leader("RevokeToken", request, context)
         if relayed is not None:
             return relayed

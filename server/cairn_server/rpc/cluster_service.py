@@ -7,7 +7,7 @@ import time
 from cairn.v1 import cluster_pb2, cluster_pb2_grpc
 
 from ..config import Config
-from ..errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
+from ..errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable, quoted
 from ..membership import Membership
 from ..raft.replica import Replica
 from ..raft.snapshot import Snapshots
@@ -117,7 +117,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         if request.node_id:
             target = next((m.raft_address for m in cluster.peers if m.node_id == request.node_id), None)
             if target is None:
-                raise InvalidArgument(f"node_id {request.node_id!r} is not a peer of {cluster.node_id}")
+                raise InvalidArgument(f"node_id {quoted(request.node_id)} is not a peer of {cluster.node_id}")
         started = time.monotonic()
         timeout = context.time_remaining() or 5.0
         if not replica.transfer_leadership(target, timeout):

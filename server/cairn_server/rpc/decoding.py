@@ -2,9 +2,9 @@
 
 gRPC decodes a request before any handler or interceptor code sees it, so a string field that is not
 UTF-8, or variables nested deeper than protobuf's recursion limit, would otherwise reach the caller as an
-internal error. This interceptor swaps each unary handler's deserializer for one that keeps the decode
-error, and the handler then refuses the request with a message that says what was wrong (a stream: its
-request iterator raises InvalidArgument at the bad message, and the stream ends with that status).
+internal error. This interceptor swaps each handler's deserializer for one that keeps the decode error, and
+the handler then refuses the request with a message that says what was wrong (a request stream: its iterator
+raises InvalidArgument at the bad message, and the stream ends with that status).
 """
 
 from __future__ import annotations
@@ -47,18 +47,24 @@ def _guarded(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[[
     return handle
 
 
-def _checked(requests: Iterator[Any]) -> Iterator[Any]:
+def _checked(requests: Iterator[Any], context: grpc.ServicerContext, ours: bool) -> Iterator[Any]:
     for request in requests:
         if isinstance(request, _Undecodable):
-            raise InvalidArgument(_UNDECODABLE.format(error=request.error))
+            message = _UNDECODABLE.format(error=request.error)
+            if not ours:  # a library's handler (reflection) would turn an exception into UNKNOWN
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+            raise InvalidArgument(message)
         yield request
 
 
-def _guarded_stream(behavior: Callable[[Iterator[Any], grpc.ServicerContext], Any]) -> Callable[..., Any]:
-    """A stream handler sees InvalidArgument raised by its request iterator at an undecodable message."""
+def _guarded_stream(
+    behavior: Callable[[Iterator[Any], grpc.ServicerContext], Any], ours: bool
+) -> Callable[..., Any]:
+    """A Cairn stream handler sees InvalidArgument raised by its request iterator at an undecodable message (it
+    ends the stream with it after the answers before); any other handler's call is aborted INVALID_ARGUMENT."""
 
     def handle(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-        return behavior(_checked(requests), context)
+        return behavior(_checked(requests, context, ours), context)
 
     return handle
 
@@ -73,9 +79,15 @@ class DecodeErrorsAreInvalidArgument(grpc.ServerInterceptor):
                 unary_unary=_guarded(handler.unary_unary),
                 request_deserializer=_tolerant(handler.request_deserializer),
             )
-        if handler.stream_stream is not None:
+        if handler.unary_stream is not None:
             return handler._replace(
-                stream_stream=_guarded_stream(handler.stream_stream),
+                unary_stream=_guarded(handler.unary_stream),
+                request_deserializer=_tolerant(handler.request_deserializer),
+            )
+        if handler.stream_stream is not None:
+            ours = handler_call_details.method.startswith("/cairn.")
+            return handler._replace(
+                stream_stream=_guarded_stream(handler.stream_stream, ours),
                 request_deserializer=_tolerant(handler.request_deserializer),
             )
         return handler
