@@ -56,8 +56,9 @@ bench-security: install
 ## bytes, to every RPC of a fresh 3-node cluster; prints counts by method and code, the rate and each node's memory,
 ## and fails on any imprecise code, crash, leak, unasked-for change or replica disagreement.
 FUZZ_REQUESTS ?= 100000
+FUZZ_PROFILE ?= plain
 fuzz: install-test
-	$(BIN)/python -m tests.fuzz_api --requests $(FUZZ_REQUESTS)
+	$(BIN)/python -m tests.fuzz_api --requests $(FUZZ_REQUESTS) --profile $(FUZZ_PROFILE)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
