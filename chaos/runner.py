@@ -133,6 +133,7 @@ def run(cfg: RunConfig) -> int:
     left_mounted: list[str] = []
     wall_offset_ns = time.time_ns() - time.monotonic_ns()
     final_wall_ns = 0
+    audit: dict | None = None
     try:
         cluster.start()
         if not cluster.use_netns:

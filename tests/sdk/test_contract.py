@@ -53,7 +53,9 @@ def test_public_protos_compile_with_plain_protoc(tmp_path: Path) -> None:
     fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
     services = {f"{f.package}.{s.name}": {m.name for m in s.method} for f in fds.file for s in f.service}
     assert services["cairn.v1.StateService"] == STATE_METHODS
-    assert services["cairn.v1.ClusterService"] == {"Status", "Snapshot", "TransferLeadership"}
+    cluster_methods = {"Status", "Snapshot", "TransferLeadership", "RotateKeys", "KeyStatus"}
+    assert services["cairn.v1.ClusterService"] == cluster_methods
+    assert {"cairn.v1.AuthService", "cairn.v1.AuditService"} <= set(services)
     # The system protoc carries other languages' generators too: each must accept the protos.
     for language in ("--cpp_out", "--java_out", "--csharp_out"):
         target = tmp_path / language.strip("-")
