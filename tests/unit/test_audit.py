@@ -174,3 +174,40 @@ def test_sealing_in_one_pass_equals_hashing_the_record() -> None:
     digest, encoded = sealed(record)
     record.hash = record_hash(record)
     assert digest == record.hash and encoded == record.SerializeToString(deterministic=True)
+
+
+def test_pruning_inside_a_group_never_moves_the_anchor_back(tmp_path: Path) -> None:
+    store, m, _ = machine(tmp_path)
+    for i in range(1, 21):
+        m.apply(audited(persist(f"w{i}", rid=f"r{i}", t=i * SEC), retention_s=100), i)
+    # One group whose later command carries an earlier time (writes are stamped before they queue).
+    group = command_pb2.Command(time_ns=115 * SEC)
+    for wid, t in (("g1", 115), ("g2", 108)):
+        group.group.commands.append(
+            command_pb2.Command.FromString(audited(persist(wid, rid=wid, t=t * SEC), retention_s=100))
+        )
+    m.apply(group.SerializeToString(), 21)
+    kept = [r.seq for r in records(store)]
+    assert kept == list(range(15, 23)), kept  # 1..14 pruned by the first command; the second moved nothing back
+    verdict = verify_store(store)
+    assert verdict.ok and verdict.first_seq == 15, verdict
+    store.close()
+
+
+def test_a_rolled_back_or_deleted_head_is_caught(tmp_path: Path) -> None:
+    from cairn_server.audit.verify import HEAD, Head
+
+    for name, head in (("rolled-back", "back"), ("deleted", "none")):
+        store, m, _ = machine(tmp_path / name)
+        for i in range(1, 6):
+            m.apply(audited(persist(f"w{i}", rid=f"r{i}", t=i * SEC)), i)
+        batch = store.batch()
+        if head == "back":
+            third = records(store)[2]
+            batch.put(CF, HEAD, Head(3, third.hash).encode())
+        else:
+            batch.delete(CF, HEAD)
+        store.write(batch)
+        verdict = verify_store(store)
+        store.close()
+        assert not verdict.ok and "past the head" in verdict.problem, (name, verdict)

@@ -13,7 +13,7 @@ from cairn.v1 import audit_pb2
 from cairn_server.internal import command_pb2
 
 from ..statemachine import StateMachine, ts
-from ..storage import Batch
+from ..storage import Batch, StorageError
 from .verify import ANCHOR, HEAD, Head, decode_anchor, record_key, sealed
 
 CF = "audit"
@@ -41,7 +41,8 @@ class AuditLog:
         self._pending: tuple[Batch, Head] | None = None  # the head as of the batch being built
         # The committed oldest record's time (None: not known): most writes prune nothing, and then need no read.
         self._oldest_ns: int | None = None
-        self._pruned_in: Batch | None = None
+        # The anchor as moved by the batch being built: later commands of a group continue from it (never back).
+        self._anchor: tuple[Batch, command_pb2.AuditAnchor] | None = None
 
     def install(self) -> None:
         self.machine.register("audit_reads", self._apply_reads)
@@ -56,15 +57,16 @@ class AuditLog:
     def _reload(self) -> None:
         self._head = Head.decode(self.store.get(CF, HEAD))
         self._pending = None
+        self._anchor = None
         self._oldest_ns = None
 
     def _written(self, batch: Batch) -> None:
         if self._pending is not None and self._pending[0] is batch:
             self._head = self._pending[1]
-        if self._pruned_in is batch:
+        if self._anchor is not None and self._anchor[0] is batch:
             self._oldest_ns = None  # the oldest records went: read the new oldest when next needed
         self._pending = None
-        self._pruned_in = None
+        self._anchor = None
 
     def _tip(self, batch: Batch) -> Head:
         if self._pending is None or self._pending[0] is not batch:
@@ -127,23 +129,39 @@ class AuditLog:
         self._pending = (batch, head)
 
     def _prune(self, batch: Batch, before_ns: int) -> None:
-        """Delete up to a few committed records older than `before_ns`, oldest first, and move the anchor."""
-        if self._oldest_ns is not None and before_ns <= self._oldest_ns:
+        """Delete up to a few committed records older than `before_ns`, oldest first, and move the anchor.
+
+        Everything read here is committed state (or this batch's own anchor), never a cache that could differ
+        between replicas: `_oldest_ns` is only trusted, and only set, when this batch has moved nothing yet."""
+        moved_here = self._anchor is not None and self._anchor[0] is batch
+        if not moved_here and self._oldest_ns is not None and before_ns <= self._oldest_ns:
             return  # the oldest committed record is recent enough (the store would say the same)
-        anchor = decode_anchor(self.store.get(CF, ANCHOR))
+        anchor = self._anchor[1] if moved_here else decode_anchor(self._read(ANCHOR))
         seq, last_hash, pruned = anchor.first_seq, None, 0
         while pruned < _PRUNE_PER_APPLY and seq <= self._head.seq:
-            raw = self.store.get(CF, record_key(seq))
+            raw = self._read(record_key(seq))
             if raw is None:
                 break
-            record = audit_pb2.AuditRecord.FromString(raw)
+            record = self._decode(raw, seq)
             if record.time.ToNanoseconds() >= before_ns:
-                if pruned == 0:
+                if pruned == 0 and not moved_here:
                     self._oldest_ns = record.time.ToNanoseconds()
                 break
             batch.delete(CF, record_key(seq))
             last_hash, seq, pruned = record.hash, seq + 1, pruned + 1
         if last_hash is not None:
-            self._pruned_in = batch
             moved = command_pb2.AuditAnchor(first_seq=seq, prev_hash=last_hash, pruned=anchor.pruned + pruned)
             batch.put(CF, ANCHOR, moved.SerializeToString(deterministic=True))
+            self._anchor = (batch, moved)
+
+    def _read(self, key: bytes) -> bytes | None:
+        return self.store.get(CF, key)
+
+    @staticmethod
+    def _decode(raw: bytes, seq: int) -> audit_pb2.AuditRecord:
+        """A stored record, or StorageError: an undecodable one is this replica's damaged data (apply stops the node
+        rather than reject commands on this replica only)."""
+        try:
+            return audit_pb2.AuditRecord.FromString(raw)
+        except Exception as exc:
+            raise StorageError(f"audit record {seq} cannot be decoded ({type(exc).__name__}): damaged") from None

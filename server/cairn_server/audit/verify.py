@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from cairn.v1 import audit_pb2
 from cairn_server.internal import command_pb2
 
+from ..storage import StorageError
 from ..storage.keys import read_u64, u64
 
 RECORD, HEAD, ANCHOR = b"r", b"h", b"a"
@@ -56,7 +57,12 @@ class Head:
 
 
 def decode_anchor(raw: bytes | None) -> command_pb2.AuditAnchor:
-    return command_pb2.AuditAnchor.FromString(raw) if raw else command_pb2.AuditAnchor(first_seq=1, prev_hash=GENESIS)
+    if not raw:
+        return command_pb2.AuditAnchor(first_seq=1, prev_hash=GENESIS)
+    try:
+        return command_pb2.AuditAnchor.FromString(raw)
+    except Exception as exc:
+        raise StorageError(f"the audit anchor cannot be decoded ({type(exc).__name__}): damaged") from None
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,8 @@ def verify_chain(
     anchors: list[command_pb2.AuditAnchor],
     on_progress: Callable[[int], None] | None = None,
 ) -> Verdict:
-    """`records`: (key, value) of the audit column family's records in key order; `head` as read before them;
-    `anchors`: the anchor read before and after the scan (pruning may move it while an online check runs)."""
+    """`records`: (key, value) of the audit column family's records in key order; `head` and `anchors` (one, or
+    any the chain may legitimately start from) read from the same point-in-time view as the records."""
     expected_prev: bytes | None = None
     expected_seq = 0
     first_seq = 0
@@ -90,7 +96,7 @@ def verify_chain(
             continue
         position = read_u64(key[1:])
         if position > head.seq:
-            break  # appended after the head was read
+            return broken(position, f"record {position} is past the head (record {head.seq}): the head was rolled back")
         try:
             record = audit_pb2.AuditRecord.FromString(value)
         except Exception as exc:
@@ -114,6 +120,8 @@ def verify_chain(
         if on_progress is not None and checked % 10_000 == 0:
             on_progress(checked)
     if head.seq == 0:
+        if any(a.first_seq != 1 for a in anchors):
+            return broken(1, "the head says the log is empty but the anchor says records were pruned")
         return Verdict(True, 0, 0, head)
     if expected_prev is None:
         if any(a.first_seq == head.seq + 1 and a.prev_hash == head.hash for a in anchors):

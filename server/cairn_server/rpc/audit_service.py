@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 from cairn.v1 import audit_pb2, audit_pb2_grpc
@@ -12,7 +13,7 @@ from ..config import Config
 from ..errors import InvalidArgument
 from ..membership import Membership
 from ..statemachine import StateMachine
-from ..storage import RocksStore
+from ..storage import RocksStore, StorageError
 from .status import handles_errors
 
 _MAX_LIST = 1000
@@ -20,12 +21,26 @@ _LAST_SEQ = 2**64 - 1
 
 
 def verify_store(store: RocksStore) -> audit_pb2.VerifyAuditResponse:
-    """Check the chain in `store` (a live node's or a stopped node's, opened read-only)."""
-    head = Head.decode(store.get(CF, HEAD))
-    before = decode_anchor(store.get(CF, ANCHOR))
-    scan = list(store.scan(CF, RECORD))
-    after = decode_anchor(store.get(CF, ANCHOR))
-    verdict = verify_chain(scan, head, [before, after])
+    """Check the chain in `store` (a live node's or a stopped node's, opened read-only). One iterator over the
+    whole family reads the anchor (`a`), the head (`h`) and the records (`r...`), in that key order, from one
+    point-in-time view, so appends and pruning while it runs can neither hide a break nor fake one."""
+    items = iter(store.scan(CF))
+    anchor_raw = head_raw = None
+    first_record: list[tuple[bytes, bytes]] = []
+    for key, value in items:
+        if key == ANCHOR:
+            anchor_raw = value
+        elif key == HEAD:
+            head_raw = value
+        else:
+            first_record.append((key, value))
+            break
+    try:
+        anchor = decode_anchor(anchor_raw)
+    except StorageError as exc:
+        return audit_pb2.VerifyAuditResponse(ok=False, broken_seq=0, problem=str(exc))
+    head = Head.decode(head_raw)
+    verdict = verify_chain(itertools.chain(first_record, items), head, [anchor])
     return audit_pb2.VerifyAuditResponse(
         ok=verdict.ok,
         checked=verdict.checked,
