@@ -79,7 +79,7 @@ class AuthConfig:
     """Access control: identities from client certificates or bearer tokens, roles on workflow-id prefixes."""
 
     enabled: bool = False
-    bootstrap_admin: str | None = None  # an identity name that is an admin before any binding exists
+    bootstrap_admin: str | None = None  # an identity that is admin on everything (while it is configured)
     # A secret (a file's first line, 32+ characters) that authenticates as bootstrap_admin: for clusters whose
     # clients cannot present certificates (tls.client_auth: none). Never replicated; only its hash is kept.
     bootstrap_token_file: str | None = None

@@ -94,6 +94,10 @@ class StateMachine:
         self._executed_hooks: list[ExecutedHook] = []
         self._written_hooks: list[Callable[[Batch], None]] = []
 
+    def fatal(self, reason: str, code: int) -> None:
+        """Stop the node: this replica's data cannot be trusted (a module's hook found it damaged)."""
+        self._on_fatal(reason, code)
+
     def register(self, op: str, handler: Handler) -> None:
         """The one place a replicated operation is wired: `op` is its name in Command's oneof."""
         if op not in {f.name for f in command_pb2.Command.DESCRIPTOR.oneofs_by_name["op"].fields}:

@@ -296,3 +296,50 @@ def test_admin_actions_are_audited_with_who_did_them(secure: ClusterHandle) -> N
     assert ("admin", "auth.put_role", 0) in admin_ops and ("admin", "auth.bind", 0) in admin_ops
     assert not [r for r in records if r.workflow_id == "audited/1"]
     assert all(r.ok for r in admin.audit_verify())
+
+
+def test_a_non_ascii_identity_writes_through_a_follower(secure: ClusterHandle) -> None:
+    admin = secure.client
+    admin.bind("José", "billing-rw")
+    leader = secure.wait_leader()
+    follower = next(i for i in range(secure.size) if i != leader)
+    jose = client_for(secure, "José", [secure.endpoint(follower)])
+    assert jose.persist_state("billing/jose", current_step="a").version == 1
+    records = [r for r in admin.audit_records(limit=200, tail=True) if r.workflow_id == "billing/jose"]
+    assert [r.identity for r in records] == ["José"]
+
+
+def test_an_empty_heartbeat_needs_work_somewhere(secure: ClusterHandle) -> None:
+    with pytest.raises(PermissionDeniedError):
+        client_for(secure, "stranger").heartbeat("w-x", [])
+    assert client_for(secure, "worker-1").heartbeat("w-x", []) == []
+
+
+def test_the_leader_refuses_a_forwarded_caller_whose_token_was_revoked(
+    token_cluster: tuple[ClusterHandle, str],
+) -> None:
+    handle, boot = token_cluster
+    admin = token_client(handle, boot)
+    admin.put_role("rv", ["read,write:rv/"])
+    admin.bind("rv-bot", "rv")
+    token, info = admin.create_token("rv-bot")
+    leader = handle.wait_leader()
+    claims = Claims(handle.cluster.secret)
+    creds = grpc.ssl_channel_credentials(handle.cluster.tls.ca.read_bytes())
+    caller = Caller("rv-bot", "token", info.token_id)
+
+    def forwarded() -> grpc.StatusCode:
+        request = state_pb2.PersistStateRequest(workflow_id="rv/1", current_step="s", request_id=secrets.token_hex(8))
+        metadata = [("x-cairn-forwarded", "1"), *claims.sign("PersistState", caller, request)]
+        with grpc.secure_channel(handle.endpoint(leader), creds) as channel:
+            try:
+                state_pb2_grpc.StateServiceStub(channel).PersistState(request, timeout=10, metadata=metadata)
+            except grpc.RpcError as err:
+                return err.code()
+        return grpc.StatusCode.OK
+
+    assert forwarded() == grpc.StatusCode.OK  # a follower vouching for a valid token's caller
+    admin.revoke_token(info.token_id)
+    # As a follower behind the revocation would still vouch: the leader checks the token itself.
+    assert wait_until(lambda: forwarded() == grpc.StatusCode.UNAUTHENTICATED, 10, "the leader to refuse the token")
+    assert token  # the token itself was never sent in the claim

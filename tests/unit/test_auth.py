@@ -94,3 +94,39 @@ def test_a_claim_verifies_only_for_its_request_and_with_the_cluster_secret() -> 
     with pytest.raises(Unauthenticated):
         Claims("t" * 32).verify("PersistState", metadata, request)  # another cluster's secret
     assert Claims(None).sign("PersistState", caller, request) == ()
+
+
+def test_a_read_rechecked_after_its_barrier_sees_an_unbind_applied_meanwhile(tmp_path) -> None:
+    from cairn_server.auth import identity
+    from cairn_server.auth.interceptor import Authorizer
+    from cairn_server.auth.store import AuthStore
+    from cairn_server.errors import PermissionDenied
+    from cairn_server.statemachine import StateMachine
+    from cairn_server.storage import RocksStore
+
+    store = RocksStore(tmp_path)
+    machine = StateMachine(store)
+    tables = AuthStore(machine, "admin")
+    tables.install()
+
+    def auth_entry(index: int, fill) -> None:
+        cmd = command_pb2.Command(time_ns=index * SEC)
+        fill(cmd.auth)
+        assert machine.apply(cmd.SerializeToString(), index).code == 0
+
+    auth_entry(1, lambda op: op.put_role.CopyFrom(role("ro", ([auth_pb2.OP_READ], "b/"))))
+    auth_entry(2, lambda op: op.bind.CopyFrom(command_pb2.AuthBindingChange(identity="alice", role="ro")))
+    authorizer = Authorizer(tables, Claims("s" * 32), enabled=True)
+    alice = Caller("alice", "certificate")
+    request = state_pb2.GetStateRequest(workflow_id="b/1")
+    method = "/cairn.v1.StateService/GetState"
+    token = identity.set_recheck(lambda: authorizer.recheck(method, request, alice))
+    try:
+        identity.recheck()  # allowed now
+        auth_entry(3, lambda op: op.unbind.CopyFrom(command_pb2.AuthBindingChange(identity="alice", role="ro")))
+        with pytest.raises(PermissionDenied):
+            identity.recheck()
+    finally:
+        identity.reset_recheck(token)
+    identity.recheck()  # outside a call: nothing to check
+    store.close()

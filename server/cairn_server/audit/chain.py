@@ -27,6 +27,24 @@ def _workflow_id(cmd: command_pb2.Command, op: str) -> str:
     return getattr(getattr(cmd, op), "workflow_id", "")
 
 
+def _target(cmd: command_pb2.Command) -> str:
+    """What an admin change was about (the audit record's message when it succeeded): never a secret."""
+    change = cmd.auth
+    kind = change.WhichOneof("change")
+    if kind == "put_role":
+        return f"role {change.put_role.name[:128]}"
+    if kind in ("bind", "unbind"):
+        binding = getattr(change, kind)
+        return f"identity {binding.identity[:256]} role {binding.role[:128]}"
+    if kind == "create_token":
+        return f"token {change.create_token.token_id} for {change.create_token.identity[:256]}"
+    if kind == "delete_role":
+        return f"role {change.delete_role[:128]}"
+    if kind == "revoke_token":
+        return f"token {change.revoke_token[:64]}"
+    return ""
+
+
 def _operation(cmd: command_pb2.Command, op: str) -> str:
     if op == "auth":
         return f"auth.{cmd.auth.WhichOneof('change')}"
@@ -92,7 +110,7 @@ class AuditLog:
             _workflow_id(cmd, op),
             cmd.request_id,
             result.code,
-            result.message if result.code else "",
+            result.message if result.code else (_target(cmd) if op == "auth" else ""),
         )
         if cmd.policy.audit_retention_ns > 0:
             self._prune(batch, cmd.time_ns - cmd.policy.audit_retention_ns)

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 _INTERVAL = 0.2
 _MAX_BATCH = 2048
 _MAX_PENDING = 100_000
+_MAX_FIELD = 256  # characters: at most ~3 KiB a record, so a full batch stays far below the entry cap
 
 Propose = Callable[[bytes, Callable[[object, int], None]], None]
 
@@ -42,8 +43,14 @@ class ReadAuditor:
         self._thread.join(2.0)
 
     def record(self, identity: str, operation: str, workflow_id: str, code: int) -> None:
+        """Fields are cut to 256 characters: a refused read's id was never validated, and one caller's huge ids
+        must not push other callers' records over the entry size cap."""
         access = command_pb2.ReadAccess(
-            identity=identity, operation=operation, workflow_id=workflow_id, time_ns=clock.now_ns(), code=code
+            identity=identity[:_MAX_FIELD],
+            operation=operation[:_MAX_FIELD],
+            workflow_id=workflow_id[:_MAX_FIELD],
+            time_ns=clock.now_ns(),
+            code=code,
         )
         with self._lock:
             if len(self._pending) >= _MAX_PENDING:

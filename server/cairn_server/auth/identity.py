@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +24,11 @@ from ..errors import Unauthenticated, quoted
 from . import tokens
 from .model import AuthTable
 
-CALLER_KEY = "x-cairn-caller"
+CALLER_KEY = "x-cairn-caller-bin"  # binary metadata: an identity may be any printable Unicode
 CALLER_SOURCE_KEY = "x-cairn-caller-source"
+CALLER_TOKEN_KEY = "x-cairn-caller-token"
 CALLER_MAC_KEY = "x-cairn-caller-mac"
+BOOTSTRAP = "bootstrap"  # the token id a caller of auth.bootstrap_token_file carries
 SCHEDULER = "cairn:scheduler"
 ANONYMOUS = "anonymous"
 
@@ -33,7 +36,8 @@ ANONYMOUS = "anonymous"
 @dataclass(frozen=True)
 class Caller:
     identity: str  # "" when nothing was presented
-    source: str  # "token", "certificate", "none"
+    source: str  # "token", "certificate", "node", "none"
+    token_id: str = ""  # with source "token": which token (the leader checks it is still valid)
 
 
 NOBODY = Caller("", "none")
@@ -53,14 +57,34 @@ def reset_current(token: contextvars.Token) -> None:
     _current.reset(token)
 
 
+_recheck: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar("cairn_recheck", default=None)
+
+
+def set_recheck(check: Callable[[], None] | None) -> contextvars.Token:
+    return _recheck.set(check)
+
+
+def reset_recheck(token: contextvars.Token) -> None:
+    _recheck.reset(token)
+
+
+def recheck() -> None:
+    """Check the current call again against this node's tables as they are now. A read calls it after its
+    barrier: a revocation or unbind committed before the read started has then been applied here."""
+    check = _recheck.get()
+    if check is not None:
+        check()
+
+
 def audit_identity(caller: Caller) -> str:
     return caller.identity or ANONYMOUS
 
 
-def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _metadata(context: grpc.ServicerContext) -> dict[str, Any]:
+    """The first value of each key: text, or bytes for a `-bin` key."""
+    out: dict[str, Any] = {}
     for key, value in context.invocation_metadata() or ():
-        if isinstance(value, str):
+        if isinstance(value, str) or key.endswith("-bin"):
             out.setdefault(key, value)
     return out
 
@@ -85,25 +109,32 @@ class Claims:
     def _mac(self, method: str, caller: Caller, request: Any) -> str:
         assert self._key is not None
         body = hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
-        message = b"\x00".join((method.encode(), caller.identity.encode(), caller.source.encode(), body))
+        parts = (method, caller.identity, caller.source, caller.token_id)
+        message = b"\x00".join((*(hashlib.sha256(p.encode()).digest() for p in parts), body))
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
-    def sign(self, method: str, caller: Caller, request: Any) -> tuple[tuple[str, str], ...]:
+    def sign(self, method: str, caller: Caller, request: Any) -> tuple[tuple[str, Any], ...]:
         if self._key is None:
             return ()
         return (
-            (CALLER_KEY, caller.identity),
+            (CALLER_KEY, caller.identity.encode()),
             (CALLER_SOURCE_KEY, caller.source),
+            (CALLER_TOKEN_KEY, caller.token_id),
             (CALLER_MAC_KEY, self._mac(method, caller, request)),
         )
 
-    def verify(self, method: str, metadata: dict[str, str], request: Any) -> Caller | None:
+    def verify(self, method: str, metadata: dict[str, Any], request: Any) -> Caller | None:
         """The vouched-for caller; None when the call carries no claim; Unauthenticated for a bad one."""
         mac = metadata.get(CALLER_MAC_KEY)
         if mac is None:
             return None
-        caller = Caller(metadata.get(CALLER_KEY, ""), metadata.get(CALLER_SOURCE_KEY, "none"))
-        if self._key is None or not hmac.compare_digest(mac, self._mac(method, caller, request)):
+        raw = metadata.get(CALLER_KEY, b"")
+        try:
+            name = raw.decode() if isinstance(raw, bytes) else str(raw)
+        except UnicodeDecodeError:
+            raise Unauthenticated("the forwarded caller's name is not UTF-8") from None
+        caller = Caller(name, str(metadata.get(CALLER_SOURCE_KEY, "none")), str(metadata.get(CALLER_TOKEN_KEY, "")))
+        if self._key is None or not hmac.compare_digest(str(mac), self._mac(method, caller, request)):
             raise Unauthenticated("the forwarded caller's signature does not verify (not a member of this cluster?)")
         return caller
 
@@ -125,9 +156,10 @@ def authenticate(
     metadata = _metadata(context)
     claimed = claims.verify(method.rsplit("/", 1)[-1], metadata, request)
     if claimed is not None:
+        still_valid(claimed, table, bootstrap_token)
         return claimed
     header = metadata.get("authorization")
-    if header is not None:
+    if isinstance(header, str):
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
@@ -135,13 +167,13 @@ def authenticate(
         if bootstrap_token is not None and table.bootstrap_admin and hmac.compare_digest(
             token_digest(text), bootstrap_token
         ):
-            return Caller(table.bootstrap_admin, "token")
-        return Caller(_token_identity(text, table), "token")
+            return Caller(table.bootstrap_admin, "token", BOOTSTRAP)
+        return _token_caller(text, table)
     name = certificate_identity(context)
     return Caller(name, "certificate") if name else NOBODY
 
 
-def _token_identity(text: str, table: AuthTable) -> str:
+def _token_caller(text: str, table: AuthTable) -> Caller:
     parsed = tokens.parse(text)
     if parsed is None:
         raise Unauthenticated("the bearer token is malformed (expected cairn.<id>.<secret>)")
@@ -151,4 +183,21 @@ def _token_identity(text: str, table: AuthTable) -> str:
         raise Unauthenticated(f"token {quoted(token_id)} is not valid (revoked, or never issued by this cluster)")
     if tokens.expired(stored, clock.now_ns()):
         raise Unauthenticated(f"token {quoted(token_id)} has expired")
-    return stored.identity
+    return Caller(stored.identity, "token", token_id)
+
+
+def still_valid(caller: Caller, table: AuthTable, bootstrap_token: bytes | None) -> None:
+    """A token caller's token is still issued, unexpired and its identity's, by this node's tables: the leader
+    checks this for a forwarded caller (a follower's tables may be behind a revocation), and every node again
+    after a read's barrier. Unauthenticated otherwise."""
+    if caller.source != "token":
+        return
+    if caller.token_id == BOOTSTRAP:
+        if bootstrap_token is None or caller.identity != table.bootstrap_admin:
+            raise Unauthenticated("the bootstrap token is not accepted by this node")
+        return
+    stored = table.tokens.get(caller.token_id)
+    if stored is None or stored.identity != caller.identity:
+        raise Unauthenticated(f"token {quoted(caller.token_id)} is not valid (revoked, or not this identity's)")
+    if tokens.expired(stored, clock.now_ns()):
+        raise Unauthenticated(f"token {quoted(caller.token_id)} has expired")

@@ -14,7 +14,17 @@ from typing import Any
 import grpc
 
 from ..errors import CairnError, PermissionDenied, Unauthenticated, quoted
-from .identity import NOBODY, Caller, Claims, authenticate, reset_current, set_current
+from .identity import (
+    NOBODY,
+    Caller,
+    Claims,
+    authenticate,
+    reset_current,
+    reset_recheck,
+    set_current,
+    set_recheck,
+    still_valid,
+)
 from .model import ADMIN, READ
 from .rules import ANY, NODE, OPEN, RULES, SOMEWHERE, Rule
 from .store import AuthStore
@@ -89,8 +99,20 @@ class Authorizer:
         if rule.workflow_ids is None:
             self.require(caller, rule.operation)
             return
-        for workflow_id in rule.workflow_ids(request):
+        ids = rule.workflow_ids(request)
+        if not ids and not self.may_somewhere(caller, rule.operation):  # e.g. a heartbeat naming no lease
+            raise PermissionDenied(f"{quoted(caller.identity)} may not {rule.operation} on any workflow")
+        for workflow_id in ids:
             self.require(caller, rule.operation, workflow_id)
+
+    def recheck(self, method: str, request: Any, caller: Caller) -> None:
+        """`check` again for a caller already identified (after a read's barrier)."""
+        if not self.enabled or caller.source == "node":
+            return
+        still_valid(caller, self.store.table, self.bootstrap_token)
+        rule = RULES.get(method)
+        if rule is not None and rule.operation not in (OPEN, NODE):
+            self._check_rule(rule, caller, request)
 
     def is_admin(self, caller: Caller) -> bool:
         return self.may(caller, ADMIN)
@@ -122,9 +144,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
         rule = RULES.get(method)
         on_read = self.on_read if rule is not None and rule.operation == READ else None
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_unary(handler.unary_unary, method, check, on_read))
+            unary = _unary(handler.unary_unary, method, self.authorizer, on_read)
+            return handler._replace(unary_unary=unary)
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_unary(handler.unary_stream, method, check))
+            return handler._replace(unary_stream=_unary(handler.unary_stream, method, self.authorizer))
         if handler.stream_stream is not None:
             return handler._replace(stream_stream=_stream(handler.stream_stream, method, check))
         if handler.stream_unary is not None:
@@ -136,16 +159,20 @@ Check = Callable[[str, Any, grpc.ServicerContext], Caller]
 
 
 def _unary(
-    behavior: Callable[[Any, grpc.ServicerContext], Any], method: str, check: Check, on_read: OnRead | None = None
+    behavior: Callable[[Any, grpc.ServicerContext], Any],
+    method: str,
+    authorizer: Authorizer,
+    on_read: OnRead | None = None,
 ) -> Callable[..., Any]:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            caller = check(method, request, context)
+            caller = authorizer.check(method, request, context)
         except CairnError as exc:
             if on_read is not None and isinstance(exc, PermissionDenied):
                 on_read(getattr(exc, "caller", NOBODY), method, request, exc.code.value[0])
             _abort(context, exc)
         token = set_current(caller)
+        again = set_recheck(lambda: authorizer.recheck(method, request, caller))
         code = grpc.StatusCode.UNKNOWN.value[0]
         try:
             response = behavior(request, context)
@@ -156,6 +183,7 @@ def _unary(
             code = status.value[0] if status is not None else code
             raise
         finally:
+            reset_recheck(again)
             reset_current(token)
             if on_read is not None:
                 on_read(caller, method, request, code)

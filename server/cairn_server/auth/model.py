@@ -1,8 +1,8 @@
 """What roles allow: an immutable table of roles, bindings and token hashes, swapped whole on change.
 
 A grant is a set of operations on a namespace (a workflow-id prefix; "" is every workflow). `admin` implies
-every operation. The bootstrap admin from the config is an admin on everything before any binding exists,
-so that a fresh cluster is not open and someone can create the first roles.
+every operation. The bootstrap admin from the config is an admin on everything, always (like etcd's root), so
+that a fresh cluster is closed and someone can create the first roles; remove it from the config to retire it.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from cairn_server.internal import command_pb2
 
 from ..errors import quoted
 from ..statemachine import ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, OK, StateMachine, reject
-from ..storage import Batch
-from .model import AuthTable, identity_problem, role_problem
+from ..storage import Batch, StorageError
+from .model import AuthTable
 
 CF = "auth"
 _ROLE, _BIND, _TOKEN = b"role\x00", b"bind\x00", b"token\x00"
@@ -37,12 +37,21 @@ class AuthStore:
     # ---- reading -------------------------------------------------------------------------------
 
     def _load(self) -> AuthTable:
+        """The tables from the store; a record that does not decode is this replica's damaged data (StorageError,
+        and the node stops) rather than a table that silently differs from the other replicas'."""
         store = self.machine.store
-        roles = {k[len(_ROLE) :].decode(): auth_pb2.Role.FromString(v) for k, v in store.scan(CF, _ROLE)}
-        bindings = {
-            k[len(_BIND) :].decode(): tuple(auth_pb2.Binding.FromString(v).roles) for k, v in store.scan(CF, _BIND)
-        }
-        tokens = {k[len(_TOKEN) :].decode(): command_pb2.StoredToken.FromString(v) for k, v in store.scan(CF, _TOKEN)}
+        try:
+            roles = {k[len(_ROLE) :].decode(): auth_pb2.Role.FromString(v) for k, v in store.scan(CF, _ROLE)}
+            bindings = {
+                k[len(_BIND) :].decode(): tuple(auth_pb2.Binding.FromString(v).roles) for k, v in store.scan(CF, _BIND)
+            }
+            tokens = {
+                k[len(_TOKEN) :].decode(): command_pb2.StoredToken.FromString(v) for k, v in store.scan(CF, _TOKEN)
+            }
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"the access-control tables cannot be decoded ({type(exc).__name__}): damaged") from None
         return AuthTable(roles, bindings, tokens, self.bootstrap_admin)
 
     def _reload(self) -> None:
@@ -51,12 +60,20 @@ class AuthStore:
 
     def _after_commit(self) -> None:
         if self._dirty:
+            try:
+                self._reload()
+            except StorageError as exc:
+                self.machine.fatal(f"{exc}; stopping", 74)
             self._dirty = False
-            self._reload()
 
     def _binding(self, identity: str) -> auth_pb2.Binding:
         raw = self.machine.store.get(CF, _BIND + identity.encode())
-        return auth_pb2.Binding.FromString(raw) if raw else auth_pb2.Binding(identity=identity)
+        if not raw:
+            return auth_pb2.Binding(identity=identity)
+        try:
+            return auth_pb2.Binding.FromString(raw)
+        except Exception as exc:
+            raise StorageError(f"the binding of {quoted(identity)} cannot be decoded ({type(exc).__name__})") from None
 
     # ---- apply (Raft thread) -------------------------------------------------------------------
 
@@ -64,10 +81,11 @@ class AuthStore:
         op = cmd.auth
         kind = op.WhichOneof("change")
         store = self.machine.store
+        # The leader validated names and roles before proposing (auth_service.py); apply checks only what cannot
+        # depend on the Python version (str.isprintable changes with Unicode versions, and replicas must agree).
         if kind == "put_role":
-            problem = role_problem(op.put_role)
-            if problem:
-                return reject(INVALID_ARGUMENT, problem)
+            if not op.put_role.name:
+                return reject(INVALID_ARGUMENT, "role name: required")
             batch.put(CF, _ROLE + op.put_role.name.encode(), op.put_role.SerializeToString(deterministic=True))
         elif kind == "delete_role":
             name = op.delete_role
@@ -80,9 +98,8 @@ class AuthStore:
             batch.delete(CF, _ROLE + name.encode())
         elif kind in ("bind", "unbind"):
             change = op.bind if kind == "bind" else op.unbind
-            problem = identity_problem(change.identity)
-            if problem:
-                return reject(INVALID_ARGUMENT, problem)
+            if not change.identity:
+                return reject(INVALID_ARGUMENT, "identity: required")
             binding = self._binding(change.identity)
             if kind == "bind":
                 if store.get(CF, _ROLE + change.role.encode()) is None:

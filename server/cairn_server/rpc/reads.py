@@ -9,6 +9,7 @@ import grpc
 
 from cairn.v1 import state_pb2
 
+from ..auth import identity
 from ..config import Config
 from ..errors import DeadlineExceeded
 from ..raft.barrier import ReadBarrier
@@ -60,3 +61,5 @@ class Reader:
             self.barrier.wait(timeout)
         elif not self.machine.wait_applied(index, max(0.0, timeout - (time.monotonic() - started))):
             raise DeadlineExceeded(f"this leader has not yet applied its commit index {index}")
+        # The caller's rights as of now: an unbind or revocation committed before this read began is applied.
+        identity.recheck()
