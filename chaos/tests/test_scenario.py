@@ -116,7 +116,7 @@ def test_stream_writes_under_kills_pauses_and_partitions_pass_every_checker(tmp_
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     verdicts = {v["name"]: v["status"] for v in json.loads((out / "verdicts.json").read_text())}
-    assert set(verdicts.values()) == {"pass"} and len(verdicts) == 5, verdicts
+    assert set(verdicts.values()) == {"pass"} and len(verdicts) == 6, verdicts
     assert json.loads((out / "run.json").read_text())["stream_writes"] is True
     faults = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
     assert len(faults) >= 3
@@ -297,6 +297,7 @@ def test_a_workflow_scenario_with_worker_faults_passes_every_checker(
     verdicts = {v["name"]: v for v in json.loads((out / "verdicts.json").read_text())}
     assert set(verdicts) == {
         "convergence",
+        "audit",
         "wf-liveness",
         "wf-results-stable",
         "wf-no-reexecution",
