@@ -21,20 +21,31 @@ What is checked: every status is one of ALLOWED_CODES with a non-empty message t
 method's response (PersistStream: in request order, each error a precise code); no node process exits and
 each still answers Status; each node's VmRSS grows by at most a bound between a warm-up slice and the
 end; every workflow, role, binding and token in the cluster was named by a write that returned OK or an
-ambiguous UNAVAILABLE / DEADLINE_EXCEEDED, and sentinels that no request names are unchanged; every node
+ambiguous UNAVAILABLE / DEADLINE_EXCEEDED from a caller access control should let make it (a write refused,
+or one its caller may not make, never counts), and sentinels that no request names are unchanged; every node
 holds the same workflows and versions, ValidateState finds each one valid, and every audit chain verifies.
 
 A violation raised inside a hypothesis example is shrunk by hypothesis to a minimal batch (each violation
 kind is its own exception type, so distinct bugs are shrunk separately); the run then goes on with that
 kind recorded, so one bug does not hide the next. `python -m tests.fuzz_api --requests 100000` runs the
-whole thing on a cluster of its own; tests/integration/test_fuzz.py runs a shorter budget in CI.
+whole thing on a cluster of its own (`--profile secure` for TLS and auth); tests/integration/test_fuzz.py
+runs a shorter budget of each profile in CI.
 
-Authentication: `Caller` modes (none, malformed headers, an unknown token, a forged forwarding claim, a
-valid token) and their channel credentials are data; a `Profile` holds the cluster overrides, the callers
-and how to get the valid ones. PROFILES has "plain" today: auth disabled (the default), so a bad credential
-is treated as anonymous. `tls_auth_profile` builds the profile for TLS + auth (auth.enabled needs a tls
-section, which nodes do not serve yet); with `auth_enabled=True` the checks add that no unauthenticated
-caller ever gets an answer from a method that needs an identity.
+Authentication: `Caller` modes (none, malformed headers, an unknown token, near misses of real secrets,
+forged forwarding claims, valid tokens) are data; a `Profile` holds the cluster's configuration, the callers
+and how to get the valid ones. PROFILES:
+- "plain": auth disabled (the default), so a bad credential is treated as anonymous;
+- "secure": start_cluster(secure=True) (TLS, auth, encryption at rest) with tls.client_auth none and a
+  bootstrap token file, so that callers without a certificate reach the RPC layer over TLS and are whoever
+  their authorization header makes them. Valid callers: the admin (the bootstrap token), an identity whose
+  only role grants read and write on "fz/a" and one with no role (tokens the admin creates at setup). Each
+  authenticated caller has an `Access` (what it should be allowed, from rules.RULES and its grants), and the
+  checks add: no unauthenticated caller gets an answer from a method that needs an identity (and its
+  refusal is UNAUTHENTICATED); no authenticated caller gets an answer its Access does not allow (the narrow
+  identity writes only workflows under "fz/a", the one without a role nothing), nor is refused one it
+  allows; lists and polls show it only workflows it may see; WhoAmI names it; and every record in the audit
+  log is one its identity may have made (the admin's, the cluster's own, the narrow identity's in its
+  namespace), which covers the pooled workflows that the write bookkeeping lets the fuzz change.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ import dataclasses
 import itertools
 import json
 import os
+import secrets
 import sys
 import tempfile
 import threading
@@ -66,7 +78,9 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 
 from cairn.v1 import audit_pb2, auth_pb2, cluster_pb2, state_pb2, workflow_pb2
+from cairn_server import certs
 from cairn_server.auth import identity as server_identity
+from cairn_server.auth import model as auth_model
 from cairn_server.auth import rules as auth_rules
 from cairn_server.internal import command_pb2
 from tests.support import ClusterHandle, start_cluster, wait_until
@@ -100,6 +114,8 @@ ALLOWED_NUMBERS: frozenset[int] = frozenset(Code[name].value[0] for name in ALLO
 #: A write that ended like this may or may not have been applied.
 AMBIGUOUS: frozenset[str] = frozenset({Code.UNAVAILABLE.name, Code.DEADLINE_EXCEEDED.name})
 AMBIGUOUS_NUMBERS: frozenset[int] = frozenset(Code[name].value[0] for name in AMBIGUOUS)
+#: Access control said no: the request was not carried out.
+REFUSED: frozenset[str] = frozenset({Code.UNAUTHENTICATED.name, Code.PERMISSION_DENIED.name})
 #: What the client's transport says when the server's status (its message, in the trailers) is over gRPC's
 #: 16 KiB metadata limit: the call then ends RESOURCE_EXHAUSTED, and the server's own code is lost.
 TRAILERS_TOO_LARGE = "received metadata size exceeds"
@@ -120,6 +136,8 @@ SENTINEL_RUN = "fz-sentinel/run"
 SENTINEL_TYPE = "fz-sentinel-type"
 SENTINEL_ROLE = "fz-sentinel-role"
 SENTINEL_USER = "fz-sentinel-user"
+SENTINEL_NARROW = "fz/a/sentinel"  # inside the narrow identity's namespace (secure profile), named by no request
+SENTINELS = (SENTINEL_WORKFLOW, SENTINEL_RUN, SENTINEL_NARROW)
 ADMIN_IDENTITY = "fz-admin"  # the valid caller's identity (the bootstrap admin once auth is on)
 VICTIM_IDENTITY = "fz-user"  # owns a token whose id is in the pool, for RevokeToken to hit
 
@@ -137,62 +155,117 @@ UNSERVED_PATHS = (
 
 
 @dataclass(frozen=True)
+class Access:
+    """What an authenticated caller should be allowed, with auth on (the checks hold the cluster to it): the
+    bootstrap admin everything but the node-only methods; anyone else its roles' operations on one namespace
+    (a workflow-id prefix), which is nothing for an identity without a role. Mirrors model.Grant."""
+
+    identity: str
+    admin: bool = False
+    roles: tuple[str, ...] = ()  # a fuzzed write that names one of these (or the identity) makes this stale
+    operations: frozenset[str] = frozenset()
+    namespace: str = ""
+
+    def allows(self, operation: str, workflow_id: str) -> bool:
+        """`operation` on this workflow ("": on the whole cluster)."""
+        return self.admin or (self._granted(operation) and workflow_id.startswith(self.namespace))
+
+    def somewhere(self, operation: str) -> bool:
+        return self.admin or self._granted(operation)
+
+    def _granted(self, operation: str) -> bool:
+        return operation in self.operations or auth_model.ADMIN in self.operations
+
+
+@dataclass(frozen=True)
 class Caller:
-    """Who a fuzz call claims to be: its metadata and (for TLS) its channel credentials.
+    """Who a fuzz call claims to be: its metadata and (for TLS with a client certificate) its channel credentials.
 
     `authenticated`: whether the cluster should accept it as someone; with auth enabled, a caller that is not
-    may never get OK from a method that needs an identity."""
+    may never get an answer from a method that needs an identity. `access`: what an authenticated caller may
+    do (None: not modelled; auth off, or a caller whose rights the checks do not judge). `weight`: its share
+    of the draws."""
 
     name: str
-    metadata: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    metadata: tuple[tuple[str, str | bytes], ...] = field(default=(), repr=False)
     channel_credentials: grpc.ChannelCredentials | None = field(default=None, compare=False, repr=False)
     authenticated: bool = False
+    access: Access | None = field(default=None, repr=False)
+    weight: int = 1
 
 
+# The token id a forwarded claim names for the bootstrap token (identity.BOOTSTRAP where the server has it).
+BOOTSTRAP_TOKEN_ID = getattr(server_identity, "BOOTSTRAP", "bootstrap")
 UNKNOWN_TOKEN = "cairn.0011223344556677." + base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
 
 
-def unauthenticated_callers() -> list[Caller]:
-    """Callers that present nothing, something malformed, or something no cluster issued."""
+def forged_claim(
+    identity: str, source: str = "token", mac: str = "00" * 32, token_id: str = ""
+) -> tuple[tuple[str, str | bytes], ...]:
+    """The metadata a node adds when it forwards a caller's request, with a MAC no cluster made (values of
+    binary `-bin` keys as bytes; the token key only where the server's claims carry one)."""
+    token_key = getattr(server_identity, "CALLER_TOKEN_KEY", None)
+    pairs = [
+        (server_identity.CALLER_KEY, identity),
+        (server_identity.CALLER_SOURCE_KEY, source),
+        *([(token_key, token_id)] if token_key and token_id else []),
+        (server_identity.CALLER_MAC_KEY, mac),
+    ]
+    return tuple((k, v.encode() if k.endswith("-bin") else v) for k, v in pairs)
+
+
+def unauthenticated_callers(claimed: str = ADMIN_IDENTITY) -> list[Caller]:
+    """Callers that present nothing, something malformed, or something no cluster issued; the forged claims
+    name `claimed` (the admin's identity)."""
     return [
         Caller("none"),
         Caller("malformed:basic", (("authorization", "Basic Zm9vOmJhcg=="),)),
         Caller("malformed:empty-bearer", (("authorization", "Bearer "),)),
+        Caller("malformed:no-scheme", (("authorization", UNKNOWN_TOKEN),)),
         Caller("malformed:not-a-token", (("authorization", "Bearer cairn..AAAA"),)),
         Caller("malformed:long", (("authorization", "Bearer " + "A" * 4096),)),
         Caller("unknown-token", (("authorization", f"Bearer {UNKNOWN_TOKEN}"),)),
-        Caller(
-            "forged-claim",
-            (
-                (server_identity.CALLER_KEY, ADMIN_IDENTITY),
-                (server_identity.CALLER_SOURCE_KEY, "token"),
-                (server_identity.CALLER_MAC_KEY, "00" * 32),
-            ),
-        ),
-        Caller(
-            "forged-node",
-            ((server_identity.CALLER_SOURCE_KEY, "node"), (server_identity.CALLER_MAC_KEY, "zz")),
-        ),
+        Caller("forged-claim", forged_claim(claimed)),
+        Caller("forged-claim:bootstrap", forged_claim(claimed, "token", "ab" * 32, BOOTSTRAP_TOKEN_ID)),
+        Caller("forged-claim:certificate", forged_claim(claimed, "certificate", "ab" * 32)),
+        Caller("forged-claim:no-mac", forged_claim(claimed)[:-1]),
+        Caller("forged-node", forged_claim("", "node", "zz")[1:]),
     ]
 
 
-def token_caller(token: str, name: str = "valid-token") -> Caller:
-    return Caller(name, (("authorization", f"Bearer {token}"),), authenticated=True)
+def token_caller(token: str, name: str = "valid-token", access: Access | None = None, weight: int = 1) -> Caller:
+    return Caller(name, (("authorization", f"Bearer {token}"),), authenticated=True, access=access, weight=weight)
 
 
 @dataclass
 class Profile:
     """A cluster configuration and the callers to fuzz it with.
 
-    `callers` gives the unauthenticated callers; `bootstrap` runs once the cluster is up, before seeding, and
-    returns the admin caller (it makes the setup and final-check calls) plus the authenticated callers to fuzz
-    with (for example one holding a token it created)."""
+    `secure`: the cluster is start_cluster(secure=True) (TLS, auth, encryption at rest; the fuzzer's channels
+    then speak TLS without a client certificate); `prepare(workdir)` writes files the node configs name (under a
+    directory of the caller's) and returns overrides merged over `overrides`. `callers` gives the
+    unauthenticated callers; `bootstrap` runs once the cluster is up, before seeding, and returns the admin
+    caller (it makes the setup and final-check calls) plus the callers that need the cluster to exist (tokens
+    it created, near misses of them)."""
 
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
     auth_enabled: bool = False
+    secure: bool = False
+    prepare: Callable[[Path], dict[str, Any]] | None = None
     callers: Callable[[], list[Caller]] = unauthenticated_callers
     bootstrap: Callable[[Fuzzer], tuple[Caller, list[Caller]]] | None = None
+
+    def cluster_overrides(self, workdir: Path) -> dict[str, Any]:
+        """The node config overrides, once the files they name are written under `workdir`."""
+        return merged(self.overrides, self.prepare(workdir)) if self.prepare is not None else dict(self.overrides)
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
 
 
 # Short long-polls: a PollWork otherwise holds its batch for the whole call deadline.
@@ -206,51 +279,96 @@ def _plain_bootstrap(fuzzer: Fuzzer) -> tuple[Caller, list[Caller]]:
     return admin, [token_caller(token)]
 
 
-def tls_auth_profile(
-    node_tls: dict[str, Any], ca: bytes, admin_cert: bytes, admin_key: bytes, client_cert: bytes, client_key: bytes
-) -> Profile:
-    """Auth on, over TLS: for when nodes serve TLS (config.py has the `tls` section; node.py does not use it
-    yet, and auth.enabled refuses to start without it). `node_tls` is the nodes' `tls` config section;
-    `admin_cert` must name ADMIN_IDENTITY (the bootstrap admin), `client_cert` any other identity.
+# The secure profile's identities. Their names use letters that ID_ALPHABET lacks and no pool holds, so no drawn
+# request names them (a fuzzed Bind or PutRole could otherwise change what they may do).
+SECURE_ADMIN = certs.ADMIN  # LocalCluster(secure=True)'s auth.bootstrap_admin; the bootstrap token stands for it
+NARROW_IDENTITY = "fuzz-narrow"  # read and write on NARROW_NAMESPACE only
+NARROW_ROLE = "fuzz-narrow-role"
+NARROW_NAMESPACE = WORKFLOW_IDS[0]  # "fz/a": pooled, so that many of its writes are allowed and land
+NOROLE_IDENTITY = "fuzz-norole"  # a valid token, and no role at all
+BOOTSTRAP_TOKEN_FILE = "fuzz-bootstrap.token"
+# The operation (model.OPERATIONS) each audited command needs, by the command's name in the audit log; others
+# (auth.*, rotate_keys, ...) are the admin's.
+_W, _C, _R, _K = auth_model.WRITE, auth_model.CHECKPOINT, auth_model.RECOVER, auth_model.WORK
+AUDITED_OPERATION = {
+    **dict.fromkeys(("persist", "delete", "start_run", "cancel_run", "release_run"), _W),
+    "checkpoint": _C,
+    "recover": _R,
+    **dict.fromkeys(("claim_run", "heartbeat", "record_step", "complete_run", "fail_run"), _K),
+}
 
-    Every unauthenticated caller then talks TLS without a certificate of its own; the valid callers are the
-    admin's certificate, a certificate nobody is bound to, and a token the admin creates. With
-    `auth_enabled`, the checks add: no unauthenticated caller gets OK from a method that needs an identity.
-    (LocalCluster's own Status polling must learn TLS too before this profile can start a cluster.)"""
-    anonymous_tls = grpc.ssl_channel_credentials(root_certificates=ca)
-    admin = Caller(
-        "admin-certificate",
-        channel_credentials=grpc.ssl_channel_credentials(ca, admin_key, admin_cert),
-        authenticated=True,
+
+def _secure_prepare(workdir: Path) -> dict[str, Any]:
+    """A bootstrap token file, and TLS that asks for no client certificate: every caller reaches the RPC layer
+    (with client_auth require an unauthenticated caller would be refused in the handshake, which tests nothing)
+    and is whoever its authorization header makes it."""
+    path = workdir / BOOTSTRAP_TOKEN_FILE
+    certs.write_private(path, secrets.token_urlsafe(33).encode())
+    return {"tls": {"client_auth": "none"}, "auth": {"bootstrap_token_file": str(path)}}
+
+
+def _secure_bootstrap(fuzzer: Fuzzer) -> tuple[Caller, list[Caller]]:
+    """The admin (the bootstrap token), an identity with a narrow role and one with none (tokens the admin
+    creates), a forged claim beside a valid token, and near misses of the real secrets."""
+    secret = Path(fuzzer.handle.cluster.overrides["auth"]["bootstrap_token_file"]).read_text().strip()
+    admin = token_caller(secret, "admin-token", Access(SECURE_ADMIN, admin=True), weight=3)
+    ap = "/cairn.v1.AuthService/"
+    role = auth_pb2.Role(
+        name=NARROW_ROLE,
+        grants=[auth_pb2.Grant(operations=[auth_pb2.OP_READ, auth_pb2.OP_WRITE], namespace=NARROW_NAMESPACE)],
     )
-    stranger = Caller(
-        "unbound-certificate",
-        channel_credentials=grpc.ssl_channel_credentials(ca, client_key, client_cert),
-        authenticated=True,
+    fuzzer.leader_call(admin, ap + "PutRole", auth_pb2.PutRoleRequest(role=role), auth_pb2.PutRoleResponse)
+    fuzzer.leader_call(
+        admin, ap + "Bind", auth_pb2.BindRequest(identity=NARROW_IDENTITY, role=NARROW_ROLE), auth_pb2.BindResponse
     )
+    fuzzer.fixed_roles[NARROW_ROLE] = role.SerializeToString(deterministic=True)
+    fuzzer.fixed_bindings[NARROW_IDENTITY] = (NARROW_ROLE,)
+    narrow_token = fuzzer.admin_create_token(admin, NARROW_IDENTITY)
+    norole_token = fuzzer.admin_create_token(admin, NOROLE_IDENTITY)
+    narrow = Access(
+        NARROW_IDENTITY,
+        roles=(NARROW_ROLE,),
+        operations=frozenset({auth_model.READ, auth_model.WRITE}),
+        namespace=NARROW_NAMESPACE,
+    )
+    prefix, token_id, token_secret = narrow_token.split(".")
+    other_id = _token_id(norole_token)
+    flipped = ("B" if token_secret[0] == "A" else "A") + token_secret[1:]
+    return admin, [
+        admin,
+        token_caller(narrow_token, "narrow-token", narrow, weight=3),
+        token_caller(norole_token, "no-role-token", Access(NOROLE_IDENTITY), weight=2),
+        # A forged claim beside a valid token: the claim may not lift the token's rights (the node refuses it).
+        dataclasses.replace(
+            token_caller(narrow_token, "forged-claim+narrow-token", narrow),
+            metadata=(*forged_claim(SECURE_ADMIN), ("authorization", f"Bearer {narrow_token}")),
+        ),
+        Caller("near-miss:bootstrap-secret", (("authorization", f"Bearer {secret[:-1]}"),)),
+        Caller("near-miss:bootstrap-secret+x", (("authorization", f"Bearer {secret}x"),)),
+        Caller("near-miss:token-secret", (("authorization", f"Bearer {prefix}.{token_id}.{flipped}"),)),
+        Caller("near-miss:token-id", (("authorization", f"Bearer {prefix}.{other_id}.{token_secret}"),)),
+    ]
 
-    def callers() -> list[Caller]:
-        return [dataclasses.replace(c, channel_credentials=anonymous_tls) for c in unauthenticated_callers()]
 
-    def bootstrap(fuzzer: Fuzzer) -> tuple[Caller, list[Caller]]:
-        token = dataclasses.replace(
-            token_caller(fuzzer.admin_create_token(admin, ADMIN_IDENTITY)), channel_credentials=anonymous_tls
-        )
-        return admin, [admin, stranger, token]
-
+def secure_profile() -> Profile:
+    """TLS (client_auth none), auth with a bootstrap token file, and encryption at rest."""
     return Profile(
-        "tls-auth",
-        overrides={**BASE_OVERRIDES, "tls": node_tls, "auth": {"enabled": True, "bootstrap_admin": ADMIN_IDENTITY}},
+        "secure",
+        overrides=BASE_OVERRIDES,
         auth_enabled=True,
-        callers=callers,
-        bootstrap=bootstrap,
+        secure=True,
+        prepare=_secure_prepare,
+        callers=lambda: unauthenticated_callers(SECURE_ADMIN),
+        bootstrap=_secure_bootstrap,
     )
 
 
 PROFILES: dict[str, Profile] = {
-    # Today's default: auth disabled; a bad credential is treated as anonymous. (tls_auth_profile: later.)
+    # Auth disabled (the default): a bad credential is treated as anonymous.
     "plain": Profile("plain", overrides=BASE_OVERRIDES, bootstrap=_plain_bootstrap),
+    "secure": secure_profile(),
 }
+
 
 # ---- the methods a node serves ---------------------------------------------------------------------------
 
@@ -285,6 +403,7 @@ class Method:
 WEIGHTS = {
     "TransferLeadership": 1,
     "Snapshot": 1,
+    "RotateKeys": 1,  # on an encrypted cluster: a new data key and a re-encryption pass
     "VerifyAudit": 2,
     "ExportAudit": 2,
     "ValidateState": 3,
@@ -992,6 +1111,8 @@ class Report:
     requests: int = 0
     by_source: Counter = field(default_factory=Counter)
     codes: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    by_caller: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # caller -> code -> n
+    ok_writes: Counter = field(default_factory=Counter)  # caller -> writes answered OK
     stream_messages: int = 0
     details: dict[str, str] = field(default_factory=dict)  # "method CODE" -> the first message seen with it
     examples: int = 0
@@ -1021,6 +1142,8 @@ class Report:
             "requests_per_second": round(self.rate, 1),
             "codes": {m: dict(c) for m, c in sorted(self.codes.items())},
             "codes_total": dict(self.code_totals()),
+            "codes_by_caller": {c: dict(n) for c, n in sorted(self.by_caller.items())},
+            "ok_writes_by_caller": dict(self.ok_writes),
             "first_message_by_method_and_code": dict(sorted(self.details.items())),
             "rss_kib_before": self.rss_before,
             "rss_kib_after": self.rss_after,
@@ -1051,6 +1174,11 @@ class Report:
             f"{'TOTAL':<{width}}  {sum(totals.values()):>6}  "
             + "  ".join(f"{code}={n}" for code, n in totals.most_common())
         )
+        width = max([len(c) for c in self.by_caller] + [6])
+        lines.append(f"{'caller':<{width}}  {'total':>6}  {'OK writes':>9}  codes")
+        for caller, counts in sorted(self.by_caller.items()):
+            text = "  ".join(f"{code}={n}" for code, n in counts.most_common())
+            lines.append(f"{caller:<{width}}  {sum(counts.values()):>6}  {self.ok_writes[caller]:>9}  {text}")
         lines.append(f"{self.requests} requests in {self.seconds:.1f} s: {self.rate:.0f} requests/s")
         for node in sorted(self.rss_after):
             before, after = self.rss_before.get(node, 0), self.rss_after[node]
@@ -1113,8 +1241,14 @@ class Fuzzer:
         # ("binding", identity), ("token", identity), ("token_id", id).
         self.touched: set[tuple[str, str]] = set()
         self.seeded: dict[str, tuple[int, str]] = {}  # workflow id -> (version, checksum)
-        self.sentinel_role = b""
         self.seeded_tokens: dict[str, str] = {}  # token id -> identity
+        # Roles and bindings made at setup that no drawn request names: unchanged at the end unless a write named them.
+        self.fixed_roles: dict[str, bytes] = {}  # name -> the role, serialized deterministically
+        self.fixed_bindings: dict[str, tuple[str, ...]] = {}  # identity -> its roles, sorted
+        # A secure cluster: TLS channels that trust its CA and present no certificate (a caller's own
+        # channel_credentials, when it has some, replace these).
+        tls = handle.cluster.tls
+        self.tls_credentials = grpc.ssl_channel_credentials(tls.ca.read_bytes()) if tls is not None else None
         self.known: set[tuple[str, str, str]] = set()  # violation kinds already recorded (not raised again)
         self._records: dict[tuple[str, str, str], ViolationRecord] = {}
         self._dead: str | None = None
@@ -1126,6 +1260,7 @@ class Fuzzer:
     # ---- plumbing
 
     def channel(self, node: int, caller: Caller) -> grpc.Channel:
+        credentials = caller.channel_credentials or self.tls_credentials
         key = (node, caller.name if caller.channel_credentials is not None else "")
         with self._lock:
             ch = self._channels.get(key)
@@ -1138,8 +1273,8 @@ class Fuzzer:
                     ("grpc.max_reconnect_backoff_ms", 1000),
                 ]
                 target = self.handle.endpoint(node)
-                if caller.channel_credentials is not None:
-                    ch = grpc.secure_channel(target, caller.channel_credentials, options=options)
+                if credentials is not None:
+                    ch = grpc.secure_channel(target, credentials, options=options)
                 else:
                     ch = grpc.insecure_channel(target, options=options)
                 self._channels[key] = ch
@@ -1248,12 +1383,17 @@ class Fuzzer:
     # ---- bookkeeping
 
     def record(self, call: Call, outcome: Outcome) -> None:
-        """Count the call by method and code; remember what a write that may have applied named."""
+        """Count the call by method, caller and code; remember what a write that may have applied named (a write
+        the caller was not allowed to make never counts, whatever it was answered: if it changed something,
+        the final checks must find that)."""
         m = call.method
         with self._lock:
             self.report.requests += 1
             self.report.by_source[call.source] += 1
             self.report.codes[m.short][outcome.code] += 1
+            self.report.by_caller[call.caller.name][outcome.code] += 1
+            if outcome.code == Code.OK.name and m.name in WRITES:
+                self.report.ok_writes[call.caller.name] += 1
             if outcome.code != Code.OK.name:
                 self.report.details.setdefault(f"{m.short} {outcome.code}", outcome.details[:200])
             if m.client_streaming:
@@ -1271,6 +1411,8 @@ class Fuzzer:
         request = decode(m.request, call.payloads[0])
         if request is None:
             return  # the server could not decode it either
+        if self.permits(call.caller, m.path, request) is False:
+            return  # refused, or a violation problems_of reports: either way no valid request asked for it
         reply = decode(m.response, outcome.replies[0]) if applied and outcome.replies else None
         with self._lock:
             self.touched.update(effects(m.name, request, reply))
@@ -1279,12 +1421,18 @@ class Fuzzer:
 
     def _stream_effects(self, call: Call, outcome: Outcome) -> None:
         """PersistStream: each message answered OK or ambiguously, or left unanswered by a failed stream."""
+        if outcome.code in REFUSED and not outcome.replies:
+            return  # refused before any message was read
+        if self.permits(call.caller, call.method.path, None) is False:
+            return
         requests = [decode(state_pb2.PersistStreamRequest, p) for p in call.payloads]
         answers = [decode(state_pb2.PersistStreamResponse, r) for r in outcome.replies]
         touched = set()
         for i, request in enumerate(requests):
             if request is None:
                 break  # the stream ends at the first message the server cannot decode
+            if self.permits(call.caller, PERSIST_STATE, request.persist) is False:
+                continue
             answer = answers[i] if i < len(answers) else None
             if answer is None:
                 if outcome.code != Code.OK.name:
@@ -1294,6 +1442,111 @@ class Fuzzer:
                 touched.add(("workflow", request.persist.workflow_id))
         with self._lock:
             self.touched.update(touched)
+
+    # ---- access control, as the checks expect it
+
+    def stale(self, access: Access) -> bool:
+        """Whether a fuzzed write may have changed what this identity may do (a Bind or Unbind naming it, a
+        PutRole or DeleteRole naming one of its roles): its Access is then no longer known."""
+        touched = self.touched
+        return ("binding", access.identity) in touched or any(("role", r) in touched for r in access.roles)
+
+    def permits(self, caller: Caller, path: str, request: Message | None) -> bool | None:
+        """Whether the cluster should carry out this call for this caller, judged by access control alone
+        (True / False), or None when the checks cannot tell (an unmodelled caller, a request that names its
+        workflows but could not be decoded). Auth off: every call. rules.RULES says which operation a method
+        needs on which workflows; a rule that names workflows but gets none (a Heartbeat without leases) needs
+        the operation somewhere, as "an identity without a role is refused" says."""
+        if not self.profile.auth_enabled:
+            return True
+        rule = auth_rules.RULES.get(path)
+        if rule is None:
+            return False  # no access rule: refused (or not served at all)
+        if rule.operation == auth_rules.OPEN:
+            return True
+        if not caller.authenticated:
+            return False
+        access = caller.access
+        if access is None or self.stale(access):
+            return None
+        if rule.operation == auth_rules.NODE:
+            return False  # cluster members only: no fuzz caller is one
+        if rule.operation == auth_rules.ANY or access.admin:
+            return True
+        if rule.scope == auth_rules.SOMEWHERE:
+            return access.somewhere(rule.operation)
+        if rule.workflow_ids is None:
+            return access.allows(rule.operation, "")  # cluster-wide
+        if request is None:
+            return None
+        workflow_ids = rule.workflow_ids(request)
+        if not workflow_ids:
+            return access.somewhere(rule.operation)
+        return all(access.allows(rule.operation, wid) for wid in workflow_ids)
+
+    def access_problems(self, call: Call, outcome: Outcome) -> list[tuple[str, str]]:
+        """Auth on: answers access control should not have allowed, refusals that name the wrong reason, and
+        valid callers refused what their grants allow."""
+        m, caller = call.method, call.caller
+        answered = outcome.code == Code.OK.name or bool(outcome.replies)
+        if not caller.authenticated:
+            if not m.open and answered:
+                return [("auth-bypass", f"caller {caller.name} got an answer from {m.path} with auth on")]
+            if outcome.code == Code.PERMISSION_DENIED.name:
+                # Nobody was identified: the precise refusal is UNAUTHENTICATED (present valid credentials).
+                return [("refusal-code", f"caller {caller.name} (no valid credentials) got PERMISSION_DENIED")]
+            return []
+        access = caller.access
+        if access is None:
+            return []
+        out: list[tuple[str, str]] = []
+        request = decode(m.request, call.payloads[0]) if call.payloads and not m.client_streaming else None
+        allowed = self.permits(caller, m.path, request)
+        if outcome.code == Code.UNAUTHENTICATED.name and not caller.name.startswith("forged-claim"):
+            out.append(("refusal-code", f"caller {caller.name} presented a valid token and got UNAUTHENTICATED"))
+        if allowed is False and answered:
+            kind = "write" if m.name in WRITES else "read"
+            names = auth_rules.RULES[m.path].workflow_ids
+            where = names(request) if names is not None and request is not None else "the cluster"
+            out.append(
+                (
+                    f"grant-exceeded-{kind}:{access.identity}",
+                    f"caller {caller.name} ({access.identity!r}) got an answer from {m.path} on {where}, "
+                    "which its grants do not allow",
+                )
+            )
+        if allowed is True and outcome.code == Code.PERMISSION_DENIED.name and not self.stale(access):
+            out.append(
+                (
+                    f"wrongly-refused:{access.identity}",
+                    f"caller {caller.name} ({access.identity!r}) refused a call it may make",
+                )
+            )
+        if allowed is None or self.stale(access) or outcome.code != Code.OK.name:
+            return out
+        # What an answer shows or claims must be within the caller's grants too.
+        for raw in outcome.replies:
+            reply = decode(m.response, raw)
+            if reply is None:
+                continue
+            shown: list[tuple[str, str]] = []
+            if m.name == "ListWorkflows":
+                shown = [(auth_model.READ, w.workflow_id) for w in reply.workflows]
+            elif m.name == "ListWorkflowRuns":
+                shown = [(auth_model.READ, r.workflow_id) for r in reply.runs]
+            elif m.name == "PollWork" and reply.HasField("task"):
+                shown = [(auth_model.WORK, reply.task.state.workflow_id)]
+            elif m.name == "WhoAmI" and reply.identity != access.identity:
+                out.append(("whoami", f"caller {caller.name} is {reply.identity!r} to the cluster"))
+            leaked = sorted({wid for op, wid in shown if not access.allows(op, wid)})
+            if leaked:
+                out.append(
+                    (
+                        f"read-leak:{access.identity}",
+                        f"caller {caller.name} ({access.identity!r}) was shown {leaked[:5]}",
+                    )
+                )
+        return out
 
     def _harvest(self, method: str, reply: Message) -> None:
         """Ids the cluster handed out, for later draws to hit (checkpoints, leases, tokens)."""
@@ -1328,14 +1581,29 @@ class Fuzzer:
                 break
         if m.path == "/cairn.v1.StateService/PersistStream":
             out.extend(stream_problems(call, outcome))
-        if (
-            self.profile.auth_enabled
-            and not call.caller.authenticated
-            and not m.open
-            and (outcome.code == Code.OK.name or outcome.replies)
-        ):
-            out.append(("auth-bypass", f"caller {call.caller.name} got an answer from {m.path} with auth on"))
+        if self.profile.auth_enabled:
+            out.extend(self.access_problems(call, outcome))
+            if m.path == PERSIST_STREAM and call.caller.access is not None:
+                out.extend(self.stream_access_problems(call, outcome))
         return out
+
+    def stream_access_problems(self, call: Call, outcome: Outcome) -> list[tuple[str, str]]:
+        """PersistStream: every message answered OK wrote a workflow the caller may write."""
+        requests = [decode(state_pb2.PersistStreamRequest, p) for p in call.payloads]
+        for i, raw in enumerate(outcome.replies):
+            answer = decode(state_pb2.PersistStreamResponse, raw)
+            if answer is None or not answer.HasField("response") or i >= len(requests) or requests[i] is None:
+                continue
+            request = requests[i].persist
+            if self.permits(call.caller, PERSIST_STATE, request) is False:
+                return [
+                    (
+                        f"grant-exceeded-write:{call.caller.access.identity}",
+                        f"caller {call.caller.name} persisted {request.workflow_id!r} over a stream, "
+                        "which its grants do not allow",
+                    )
+                ]
+        return []
 
     def note(self, exc: Violation) -> None:
         with self._lock:
@@ -1422,6 +1690,7 @@ class Fuzzer:
         start("fz/b", WORKFLOW_TYPES[0])
         persist("fz/c", current_step="s1", labels={"env": "fz"}, request_id="seed-c1")
         persist(SENTINEL_WORKFLOW, current_step="s1", variables=variables, request_id="seed-sentinel")
+        persist(SENTINEL_NARROW, current_step="s1", variables=variables, request_id="seed-sentinel-narrow")
         start(SENTINEL_RUN, SENTINEL_TYPE)
         role = auth_pb2.Role(
             name=SENTINEL_ROLE, grants=[auth_pb2.Grant(operations=[auth_pb2.OP_READ], namespace="fz-sentinel/")]
@@ -1430,9 +1699,10 @@ class Fuzzer:
         self.leader_call(
             admin, ap + "Bind", auth_pb2.BindRequest(identity=SENTINEL_USER, role=SENTINEL_ROLE), auth_pb2.BindResponse
         )
-        self.sentinel_role = role.SerializeToString(deterministic=True)
+        self.fixed_roles[SENTINEL_ROLE] = role.SerializeToString(deterministic=True)
+        self.fixed_bindings[SENTINEL_USER] = (SENTINEL_ROLE,)
         self.token_ids.add(_token_id(self.admin_create_token(admin, VICTIM_IDENTITY)))
-        for wid in (*WORKFLOW_IDS, SENTINEL_WORKFLOW, SENTINEL_RUN):
+        for wid in (*WORKFLOW_IDS, *SENTINELS):
             got = self.leader_call(
                 admin, sp + "GetState", state_pb2.GetStateRequest(workflow_id=wid), state_pb2.GetStateResponse
             )
@@ -1451,7 +1721,7 @@ class Fuzzer:
     def _build_call_strategy(self, source: str) -> st.SearchStrategy[Call]:
         weighted = [m for m in self.methods for _ in range(m.weight)]
         nodes = st.integers(0, len(self.node_ids) - 1)
-        callers = st.sampled_from(self.callers)
+        callers = st.sampled_from([c for c in self.callers for _ in range(c.weight)])
         s = self.strategies
         # Built once per method: a strategy made inside each draw (flatmap) costs more than the draw.
         payloads: dict[str, st.SearchStrategy[tuple[bytes, ...]]] = {}
@@ -1658,7 +1928,7 @@ class Fuzzer:
             if got.state.HasField("run") and got.state.run.workflow_type in types:
                 continue  # a PollWork for its type timed out: it may have claimed this run
             problems.append(f"workflow {wid!r} exists, but no write that may have applied named it")
-        for wid in (SENTINEL_WORKFLOW, SENTINEL_RUN):
+        for wid in SENTINELS:
             got = self.leader_call(
                 self.admin, sp + "GetState", state_pb2.GetStateRequest(workflow_id=wid), state_pb2.GetStateResponse
             )
@@ -1685,19 +1955,28 @@ class Fuzzer:
             )
         if any(t != tables[0] for t in tables):
             problems.append("the access-control tables differ between nodes")
-        for r in roles.roles:
-            if r.name == SENTINEL_ROLE:
-                if r.SerializeToString(deterministic=True) != self.sentinel_role:
-                    problems.append(f"sentinel role changed: {r}")
-            elif ("role", r.name) not in self.touched:
-                problems.append(f"role {r.name!r} exists, but no write named it")
-        if SENTINEL_ROLE not in {r.name for r in roles.roles}:
-            problems.append("sentinel role vanished")
-        for b in binds.bindings:
-            if b.identity != SENTINEL_USER and ("binding", b.identity) not in self.touched:
-                problems.append(f"binding of {b.identity!r} exists, but no write named it")
-        if SENTINEL_USER not in {b.identity for b in binds.bindings}:
-            problems.append("sentinel binding vanished")
+        role_now = {r.name: r.SerializeToString(deterministic=True) for r in roles.roles}
+        for name, encoded in role_now.items():
+            if ("role", name) in self.touched:
+                continue
+            if name not in self.fixed_roles:
+                problems.append(f"role {name!r} exists, but no write named it")
+            elif encoded != self.fixed_roles[name]:
+                problems.append(f"role {name!r} changed, but no write named it: {auth_pb2.Role.FromString(encoded)}")
+        for name in self.fixed_roles.keys() - role_now.keys():
+            if ("role", name) not in self.touched:
+                problems.append(f"role {name!r} vanished, but no write named it")
+        bound_now = {b.identity: tuple(sorted(b.roles)) for b in binds.bindings}
+        for who, bound in bound_now.items():
+            if ("binding", who) in self.touched:
+                continue
+            if who not in self.fixed_bindings:
+                problems.append(f"binding of {who!r} exists, but no write named it")
+            elif bound != self.fixed_bindings[who]:
+                problems.append(f"binding of {who!r} changed to {bound}, but no write named it")
+        for who in self.fixed_bindings.keys() - bound_now.keys():
+            if ("binding", who) not in self.touched:
+                problems.append(f"binding of {who!r} vanished, but no write named it")
         present = {t.token_id: t.identity for t in toks.tokens}
         for token_id, who in present.items():
             if ("token", who) not in self.touched:
@@ -1719,6 +1998,43 @@ class Fuzzer:
                 problems.append(f"audit chain of {self.node_ids[i]} broken at {verdict.broken_seq}: {verdict.problem}")
             heads.append((verdict.applied_index, verdict.head_seq, verdict.head_hash.hex()))
         self.report.notes.append(f"audit chain heads (applied index, seq, hash): {heads}")
+        if self.profile.auth_enabled:
+            self._check_audited_writers()
+
+    def _check_audited_writers(self) -> None:
+        """Auth on: the audit log names who made each change, so every record must be one its identity may have
+        made: the admin's, the cluster's own (`cairn:...`), the narrow identity's writes in its namespace;
+        nobody else's (anonymous, an identity without a role, a forged claim's). This covers the pooled
+        workflows too, which the write bookkeeping lets the fuzz change."""
+        fn = self.channel(self.handle.wait_leader(), self.admin).unary_stream(
+            "/cairn.v1.AuditService/ExportAudit",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=audit_pb2.AuditRecord.FromString,
+        )
+        records = list(fn(audit_pb2.ExportAuditRequest(), timeout=120, metadata=self.admin.metadata or None))
+        known = {c.access.identity: c.access for c in self.callers if c.access is not None}
+        wrong: Counter = Counter()
+        first: dict[tuple[str, str], audit_pb2.AuditRecord] = {}
+        for r in records:
+            if r.operation.startswith("read.") and r.code != 0:
+                continue  # a refused read, recorded as refused
+            access = known.get(r.identity)
+            if r.identity.startswith("cairn:") or (access is not None and (access.admin or self.stale(access))):
+                continue
+            needs = auth_model.READ if r.operation.startswith("read.") else AUDITED_OPERATION.get(r.operation)
+            if access is not None and needs is not None and access.allows(needs, r.workflow_id):
+                continue
+            wrong[(r.identity, r.operation)] += 1
+            first.setdefault((r.identity, r.operation), r)
+        for (who, operation), n in sorted(wrong.items()):
+            r = first[(who, operation)]
+            self.report.problems.append(
+                f"audit: {n} {operation!r} record(s) by {who!r}, who may not make them; first: seq {r.seq}, "
+                f"workflow {r.workflow_id!r}, request {r.request_id!r}, code {r.code} {r.message!r}"
+            )
+        self.report.notes.append(
+            f"audit: {len(records)} records checked, by {dict(Counter(r.identity for r in records).most_common())}"
+        )
 
     def _validate_all(self, workflow_ids: list[str]) -> None:
         def validate(wid: str) -> str | None:
@@ -1833,6 +2149,25 @@ WORKFLOW_WRITES = frozenset(
 )
 
 
+PERSIST_STATE = "/cairn.v1.StateService/PersistState"
+PERSIST_STREAM = "/cairn.v1.StateService/PersistStream"
+#: Methods that change something when they answer OK (for the report's OK-writes count and the access checks).
+WRITES = WORKFLOW_WRITES | {
+    "PersistStream",
+    "Heartbeat",
+    "PollWork",
+    "PutRole",
+    "DeleteRole",
+    "Bind",
+    "Unbind",
+    "CreateToken",
+    "RevokeToken",
+    "Snapshot",
+    "TransferLeadership",
+    "RotateKeys",
+}
+
+
 def effects(method: str, request: Message, reply: Message | None) -> set[tuple[str, str]]:
     """What a write that applied (or may have) was allowed to change."""
     if method in WORKFLOW_WRITES:
@@ -1931,7 +2266,7 @@ def fuzz_cluster(
 ) -> Report:
     """Start a cluster in data_dir, fuzz it with `requests` calls, stop it; the report."""
     profile = profile or PROFILES["plain"]
-    handle = start_cluster(data_dir, nodes, overrides=profile.overrides)
+    handle = start_cluster(data_dir, nodes, overrides=profile.cluster_overrides(data_dir), secure=profile.secure)
     try:
         fuzzer = Fuzzer(handle, profile, log=log, **kwargs)
         report = fuzzer.run(requests)

@@ -74,14 +74,14 @@ class Authorizer:
             return caller
         if rule is None:
             raise PermissionDenied(f"{method} has no access rule on this node")
-        if rule.operation == NODE:
-            if caller.source != "node":
-                raise PermissionDenied(f"{method} is for cluster members only")
-            return caller
         if not caller.identity:
             raise Unauthenticated(
                 "this cluster requires authentication: present a client certificate or an authorization: Bearer token"
             )
+        if rule.operation == NODE:
+            if caller.source != "node":
+                raise PermissionDenied(f"{method} is for cluster members only")
+            return caller
         try:
             self._check_rule(rule, caller, request)
         except PermissionDenied as exc:
