@@ -311,7 +311,7 @@ def _secure_bootstrap(fuzzer: Fuzzer) -> tuple[Caller, list[Caller]]:
     """The admin (the bootstrap token), an identity with a narrow role and one with none (tokens the admin
     creates), a forged claim beside a valid token, and near misses of the real secrets."""
     secret = Path(fuzzer.handle.cluster.overrides["auth"]["bootstrap_token_file"]).read_text().strip()
-    admin = token_caller(secret, "admin-token", Access(SECURE_ADMIN, admin=True), weight=3)
+    admin = token_caller(secret, "admin-token", Access(SECURE_ADMIN, admin=True), weight=6)
     ap = "/cairn.v1.AuthService/"
     role = auth_pb2.Role(
         name=NARROW_ROLE,
@@ -336,7 +336,7 @@ def _secure_bootstrap(fuzzer: Fuzzer) -> tuple[Caller, list[Caller]]:
     flipped = ("B" if token_secret[0] == "A" else "A") + token_secret[1:]
     return admin, [
         admin,
-        token_caller(narrow_token, "narrow-token", narrow, weight=3),
+        token_caller(narrow_token, "narrow-token", narrow, weight=5),
         token_caller(norole_token, "no-role-token", Access(NOROLE_IDENTITY), weight=2),
         # A forged claim beside a valid token: the claim may not lift the token's rights (the node refuses it).
         dataclasses.replace(

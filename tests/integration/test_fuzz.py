@@ -43,8 +43,13 @@ def test_fuzz_every_rpc(make_cluster: Callable[..., ClusterHandle], tmp_path: Pa
     # all INVALID_ARGUMENT tests the validator and nothing behind it).
     missing = sorted({m.short for m in served_methods()} - set(report.codes))
     assert not missing, f"never called: {missing}"
-    for method in ("StateService/PersistState", "StateService/PersistStream", "StateService/CreateCheckpoint"):
-        assert report.codes[method]["OK"] > 0, f"no {method} succeeded: {dict(report.codes[method])}"
+    writes = ("StateService/PersistState", "StateService/PersistStream", "StateService/CreateCheckpoint")
+    if profile.auth_enabled:
+        # Most callers are refused by design; with the CI budget each write method alone may see no valid one.
+        assert sum(report.codes[m]["OK"] for m in writes) > 0, {m: dict(report.codes[m]) for m in writes}
+    else:
+        for method in writes:
+            assert report.codes[method]["OK"] > 0, f"no {method} succeeded: {dict(report.codes[method])}"
     unused = sorted({c.name for c in fuzzer.callers} - set(report.by_caller))
     assert not unused, f"callers never drawn: {unused}"
     if profile.auth_enabled:
