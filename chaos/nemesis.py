@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cairn_server.integrity import REJOIN_MARKER
+
 from .cluster import ChaosCluster
 from .netns import netem_available
 
@@ -485,6 +487,16 @@ def _corrupt_snapshot(c: ChaosCluster, i: int, rng: random.Random, info: dict[st
     return f"{SNAPSHOT_FILE} ({len(data)} B, records from {start}) at {where}"
 
 
+def _settled(c: ChaosCluster, i: int, timeout: float) -> bool:
+    """Until node i has finished rejoining (no REJOINING marker in its data directory)."""
+    deadline = time.monotonic() + timeout
+    while (c.data_path(i) / REJOIN_MARKER).exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _has_snapshot(c: ChaosCluster, i: int) -> bool:
     return (c.data_path(i) / SNAPSHOT_FILE).is_file()
 
@@ -517,6 +529,11 @@ def _corrupt(kind: str) -> Inject:
         ident = c.node_id(i)
         info.update(targets=[ident], recover=[ident], kind=kind)
         notes = []
+        # Damage at rest of a settled follower: one still rejoining after an earlier fault is mid snapshot install,
+        # whose range deletion can hide a flipped block from the start-up check until a compaction reads it
+        # (the node then stops on it, by design: DESIGN "Disks, clocks and corruption").
+        if not _settled(c, i, 30.0):
+            notes.append("the target was still rejoining after 30s")
         # A graceful stop flushes the memtables into SSTs and leaves an empty log: the WAL needs kill -9.
         graceful = kind != "wal" and rng.random() < 0.5
         if kind == "snapshot" and not _has_snapshot(c, i) or kind == "sst" and not graceful and not ready(c, i):
